@@ -1,0 +1,29 @@
+"""Datasets as LightningDataModules that also give `(X, y)` tensors for OT code.
+
+Example:
+    >>> from otdata.data import MNISTDataModule
+    >>> dm = MNISTDataModule(data_dir="data", max_samples=2000, seed=0)
+    >>> X, y = dm.tensors("train", flatten=True)   # (2000, 784) float32 in [0, 1], int64 labels
+"""
+
+from otdata.data.base import LabeledDataModule
+from otdata.data.errors import DataFileError
+from otdata.data.images import (
+    EMNISTDataModule,
+    FashionMNISTDataModule,
+    KMNISTDataModule,
+    MNISTDataModule,
+    USPSDataModule,
+)
+from otdata.data.subsample import stratified_indices
+
+__all__ = [
+    "LabeledDataModule",
+    "DataFileError",
+    "MNISTDataModule",
+    "KMNISTDataModule",
+    "FashionMNISTDataModule",
+    "EMNISTDataModule",
+    "USPSDataModule",
+    "stratified_indices",
+]

@@ -1,0 +1,125 @@
+"""The base of every otdata dataset: a LightningDataModule that can also hand itself over as
+tensors `(X, y)`, which is what the optimal-transport code consumes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from otdata.data.subsample import stratified_indices
+
+SPLITS = ("train", "test")
+
+
+class LabeledDataModule(L.LightningDataModule, ABC):
+    """A labeled classification dataset.
+
+    Subclasses implement `load_split` (the whole split as tensors) and `class_names`. This class adds
+    stratified, seeded subsampling (`max_samples`), an in-memory cache, a train/val split for
+    Lightning, and `tensors()` for OT code.
+
+    Args:
+        data_dir: root folder that holds the dataset files (see each subclass for the layout).
+        max_samples: keep at most this many training items (stratified by class, seeded). None = all.
+        max_test_samples: the same for the test split.
+        seed: seed of the subsampling and of the train/val split.
+        batch_size, num_workers: DataLoader settings.
+        val_fraction: share of the (subsampled) training split held out for validation.
+        download: fetch missing files from the internet (off by default: data roots are offline).
+    """
+
+    name: str = "dataset"
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        max_samples: int | None = None,
+        max_test_samples: int | None = None,
+        seed: int = 0,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        download: bool = False,
+    ):
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.max_samples = max_samples
+        self.max_test_samples = max_test_samples
+        self.seed = seed
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.val_fraction = val_fraction
+        self.download = download
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.train_set = self.val_set = self.test_set = None
+
+    # -- what a subclass provides -------------------------------------------------------------
+    @abstractmethod
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole split as `(X float32, y int64 in 0..C-1)`; raise DataFileError if unreadable."""
+
+    @property
+    @abstractmethod
+    def class_names(self) -> list[str]:
+        """Human-readable name of each class index."""
+
+    # -- what every dataset gets ---------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def tensors(
+        self, split: str = "train", max_samples: int | None = None, flatten: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (subsampled) split as tensors `(X, y)`.
+
+        `max_samples` overrides the datamodule's setting for this call; `flatten=True` returns
+        `X` as `(n, d)`, the shape OT code expects.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
+        if split not in self._cache:
+            self._cache[split] = self.load_split(split)
+        X, y = self._cache[split]
+        limit = max_samples if max_samples is not None else (
+            self.max_samples if split == "train" else self.max_test_samples
+        )
+        if limit is not None:
+            idx = stratified_indices(y, int(limit), seed=self.seed)
+            X, y = X[idx], y[idx]
+        if flatten:
+            X = X.reshape(len(X), -1)
+        return X, y
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            X, y = self.tensors("train")
+            n_val = int(round(self.val_fraction * len(y)))
+            perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(self.seed))
+            self.val_set = TensorDataset(X[perm[:n_val]], y[perm[:n_val]])
+            self.train_set = TensorDataset(X[perm[n_val:]], y[perm[n_val:]])
+        if self.test_set is None and stage in (None, "test", "predict"):
+            self.test_set = TensorDataset(*self.tensors("test"))
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_set is None:
+            self.setup("test")
+        return self._loader(self.test_set, shuffle=False)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(data_dir={str(self.data_dir)!r}, max_samples={self.max_samples})"

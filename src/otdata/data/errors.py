@@ -1,0 +1,26 @@
+"""The error raised when a dataset's files are missing or unreadable, with the fixes spelled out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+
+class DataFileError(FileNotFoundError):
+    """A dataset file is missing or corrupt. The message names the files, the root and the fixes."""
+
+    def __init__(self, dataset: str, root: str | Path, files: Iterable[str | Path], problem: str):
+        files = [str(f) for f in files]
+        listed = "\n".join(f"  - {f}" for f in files)
+        super().__init__(
+            f"{dataset}: {problem}\n"
+            f"data root: {Path(root).resolve()}\n"
+            f"expected file(s):\n{listed}\n"
+            "Fix it in one of two ways:\n"
+            "  1. point at a folder that holds the files: `paths.data_dir=/path/to/data` "
+            "(or set OTDATA_DATA_DIR);\n"
+            "  2. let otdata download them (needs internet): `data.download=true` "
+            "(for a source/target dataset: `source.download=true`)."
+        )
+        self.dataset = dataset
+        self.files = files

@@ -1,0 +1,192 @@
+"""The *NIST image datasets (MNIST, KMNIST, FashionMNIST, EMNIST, USPS) as LabeledDataModules.
+
+Files are read by torchvision's dataset classes (which also download when asked); this module turns
+a split into tensors once: `X` float32 `(n, 1, S, S)` in [0, 1] (optionally normalized), `y` int64
+`0..C-1`. Every dataset is resized to a common side (`image_size`, 28 by default) so that MNIST,
+USPS (16×16 on disk) and the rest live in one feature space.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision import datasets
+
+from otdata.data.base import LabeledDataModule
+from otdata.data.errors import DataFileError
+
+
+class TorchvisionImageDataModule(LabeledDataModule):
+    """Shared loading logic; subclasses name the torchvision class, the files and the classes.
+
+    Args (beyond LabeledDataModule's):
+        image_size: side of the square images after resizing (bilinear, antialiased); None keeps
+            the on-disk size.
+        normalize: subtract `mean` and divide by `std` after scaling pixels to [0, 1].
+    """
+
+    dataset_cls: type = datasets.MNIST
+    folder: str = "MNIST"
+
+    def __init__(
+        self,
+        *args,
+        image_size: int | None = 28,
+        normalize: bool = False,
+        mean: float = 0.1307,
+        std: float = 0.3081,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.image_size = image_size
+        self.normalize = normalize
+        self.mean = mean
+        self.std = std
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def _open(self, train: bool):
+        return self.dataset_cls(root=str(self.data_dir), train=train, download=self.download)
+
+    def expected_files(self, train: bool) -> list[Path]:
+        """The raw files a split needs, where torchvision looks for them."""
+        prefix = "train" if train else "t10k"
+        raw = self.data_dir / self.folder / "raw"
+        return [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+
+    def _raw_tensors(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.as_tensor(dataset.data), torch.as_tensor(dataset.targets).long()
+
+    # -- loading ---------------------------------------------------------------------------------
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        train = split == "train"
+        files = self.expected_files(train)
+        if not self.download and not all(f.is_file() for f in files):
+            missing = [f for f in files if not f.is_file()]
+            raise DataFileError(self.name, self.data_dir, missing, f"the {split} split is missing.")
+        try:
+            images, labels = self._raw_tensors(self._open(train))
+        except Exception as error:  # torchvision raises many kinds on a bad file
+            raise DataFileError(
+                self.name, self.data_dir, files, f"could not read the {split} split ({error})."
+            ) from error
+        if len(images) != len(labels) or len(labels) == 0:
+            raise DataFileError(
+                self.name, self.data_dir, files,
+                f"the {split} split is corrupt: {len(images)} images but {len(labels)} labels.",
+            )
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise DataFileError(
+                self.name, self.data_dir, files,
+                f"the {split} split is corrupt: labels span {int(labels.min())}..{int(labels.max())},"
+                f" expected 0..{self.num_classes - 1}.",
+            )
+        return self._to_float(images), labels
+
+    def _to_float(self, images: torch.Tensor) -> torch.Tensor:
+        X = images.float().div_(255.0).unsqueeze(1)
+        if self.image_size is not None and X.shape[-1] != self.image_size:
+            X = F.interpolate(
+                X, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+                align_corners=False,
+            ).clamp_(0.0, 1.0)
+        if self.normalize:
+            X = (X - self.mean) / self.std
+        return X
+
+
+class MNISTDataModule(TorchvisionImageDataModule):
+    """MNIST handwritten digits: 60,000 train / 10,000 test, 28×28. Files: `<data_dir>/MNIST/raw/`."""
+
+    name = "MNIST"
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(string.digits)
+
+
+class KMNISTDataModule(TorchvisionImageDataModule):
+    """Kuzushiji-MNIST: 10 cursive Japanese characters, 28×28. Files: `<data_dir>/KMNIST/raw/`."""
+
+    name = "KMNIST"
+    dataset_cls = datasets.KMNIST
+    folder = "KMNIST"
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(datasets.KMNIST.classes)
+
+
+class FashionMNISTDataModule(TorchvisionImageDataModule):
+    """Fashion-MNIST: 10 clothing classes, 28×28. Files: `<data_dir>/FashionMNIST/raw/`."""
+
+    name = "FashionMNIST"
+    dataset_cls = datasets.FashionMNIST
+    folder = "FashionMNIST"
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(datasets.FashionMNIST.classes)
+
+
+class EMNISTDataModule(TorchvisionImageDataModule):
+    """EMNIST, one of its splits (`letters` by default: 26 classes a..z).
+
+    Files: `<data_dir>/EMNIST/raw/emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte`.
+    The raw images are stored transposed; they are turned upright here. The `letters` split labels
+    letters 1..26 on disk (0 is an unused "N/A"): they are exposed as 0..25.
+    """
+
+    name = "EMNIST"
+    dataset_cls = datasets.EMNIST
+    folder = "EMNIST"
+
+    def __init__(self, *args, split: str = "letters", **kwargs):
+        if split not in datasets.EMNIST.splits:
+            raise ValueError(f"EMNIST split must be one of {datasets.EMNIST.splits}, got {split!r}.")
+        self.split = split
+        super().__init__(*args, **kwargs)
+
+    def _open(self, train: bool):
+        return datasets.EMNIST(
+            root=str(self.data_dir), split=self.split, train=train, download=self.download
+        )
+
+    def expected_files(self, train: bool) -> list[Path]:
+        prefix = f"emnist-{self.split}-{'train' if train else 'test'}"
+        raw = self.data_dir / self.folder / "raw"
+        return [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
+
+    def _raw_tensors(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = super()._raw_tensors(dataset)
+        if self.split == "letters":
+            labels = labels - 1
+        return images.transpose(-1, -2).contiguous(), labels
+
+    @property
+    def class_names(self) -> list[str]:
+        names = datasets.EMNIST.classes_split_dict[self.split]
+        return names[1:] if self.split == "letters" else list(names)
+
+
+class USPSDataModule(TorchvisionImageDataModule):
+    """USPS handwritten digits: 7,291 train / 2,007 test, 16×16 on disk (resized to 28×28).
+
+    Files (libsvm format, bzip2): `<data_dir>/USPS/usps.bz2` and `<data_dir>/USPS/usps.t.bz2`.
+    """
+
+    name = "USPS"
+    dataset_cls = datasets.USPS
+    folder = "USPS"
+
+    def _open(self, train: bool):
+        return datasets.USPS(root=str(self.data_dir / self.folder), train=train, download=self.download)
+
+    def expected_files(self, train: bool) -> list[Path]:
+        return [self.data_dir / self.folder / ("usps.bz2" if train else "usps.t.bz2")]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(string.digits)
