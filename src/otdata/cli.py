@@ -1,0 +1,46 @@
+"""The `otdata` command: composes the Hydra config and runs the chosen task.
+
+    otdata task=distance data@source=usps data@target=mnist
+    otdata -m task=train seed=0,1          # a sweep: one job per seed
+    otdata --help                          # every group and option
+
+Each task is a module `otdata.tasks.<task.name>` with a `run(cfg) -> dict` function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from otdata.config import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+
+def run_task(cfg: DictConfig) -> dict:
+    """Import `otdata.tasks.<cfg.task.name>` and run it on the composed config."""
+    name = cfg.task.name
+    try:
+        module = importlib.import_module(f"otdata.tasks.{name}")
+    except ModuleNotFoundError as error:
+        if error.name != f"otdata.tasks.{name}":
+            raise
+        raise ValueError(
+            f"Unknown task {name!r}: there is no module otdata.tasks.{name}. "
+            f"Choose one of the files in {CONFIG_DIR / 'task'} (e.g. `task=distance`)."
+        ) from error
+    return module.run(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point. Returns the task's `objective` metric, if any (for sweepers)."""
+    result = run_task(cfg) or {}
+    return result.get("objective")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Where the Hydra configs live and the custom resolvers they use.
+
+`CONFIG_DIR` is `conf/` at the repository root (otdata is meant to be installed editable from its
+clone: `pip install -e .`); `OTDATA_CONFIG_DIR` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+CONFIG_DIR = Path(
+    os.environ.get("OTDATA_CONFIG_DIR", Path(__file__).resolve().parents[2] / "conf")
+).resolve()
+
+
+def wandb_offline() -> bool:
+    """W&B runs offline unless the user asked otherwise with WANDB_MODE=online."""
+    return os.environ.get("WANDB_MODE", "offline") != "online"
+
+
+def register_resolvers() -> None:
+    """Register `${otdata.*:}` resolvers (idempotent)."""
+    if not OmegaConf.has_resolver("otdata.wandb_offline"):
+        OmegaConf.register_new_resolver("otdata.wandb_offline", wandb_offline)
+
+
+register_resolvers()

@@ -1,0 +1,1 @@
+"""One module per Hydra task (`task=<name>`), each with `run(cfg) -> dict`."""
