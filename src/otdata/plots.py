@@ -1,0 +1,127 @@
+"""Figures people would rather look at than read: label-distance heatmaps, correspondence grids,
+before/after image grids and labeled scatter plots. Every function writes a PNG and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def as_images(X: torch.Tensor, image_shape: Sequence[int] | None = None) -> np.ndarray:
+    """`(n, d)` or `(n, 1, H, W)` → `(n, H, W)` numpy array; square side inferred from `d`."""
+    X = torch.as_tensor(X).detach().float().cpu()
+    if image_shape is not None:
+        X = X.reshape(len(X), *image_shape)
+    elif X.dim() == 2:
+        side = int(round(X.shape[1] ** 0.5))
+        if side * side != X.shape[1]:
+            raise ValueError(f"features of size {X.shape[1]} are not square images; pass image_shape.")
+        X = X.reshape(len(X), side, side)
+    return X.reshape(len(X), X.shape[-2], X.shape[-1]).numpy()
+
+
+def label_distance_heatmap(
+    distances: torch.Tensor, row_names: Sequence[str], col_names: Sequence[str], path: str | Path,
+    title: str = "Label distances", row_label: str = "source", col_label: str = "target",
+) -> Path:
+    """Annotated heatmap of a (C1, C2) label-distance matrix (as in the OTDD paper's MNIST×USPS figure)."""
+    D = torch.as_tensor(distances).detach().cpu().numpy()
+    rows, cols = D.shape
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * cols, 1.0 + 0.5 * rows))
+    image = ax.imshow(D, cmap="viridis_r")
+    ax.set_xticks(range(cols), [str(c) for c in col_names], rotation=45, ha="right")
+    ax.set_yticks(range(rows), [str(r) for r in row_names])
+    ax.set_xlabel(col_label)
+    ax.set_ylabel(row_label)
+    ax.set_title(title)
+    if rows * cols <= 400:
+        threshold = D.min() + 0.5 * (D.max() - D.min())
+        for i in range(rows):
+            for j in range(cols):
+                ax.text(j, i, f"{D[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                        color="white" if D[i, j] > threshold else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return _save(fig, path)
+
+
+def correspondence_grid(
+    X_source: torch.Tensor, X_target: torch.Tensor, matches: torch.Tensor, path: str | Path,
+    image_shape: Sequence[int] | None = None, rows: int = 8, title: str = "Source → coupled target items",
+) -> Path:
+    """Each row: one source item, then the target items the coupling sends most of its mass to.
+
+    `matches` is `(n_source, k)` target indices (e.g. the top-k of each coupling row).
+    """
+    source, target = as_images(X_source, image_shape), as_images(X_target, image_shape)
+    matches = torch.as_tensor(matches)[:, :6]
+    picks = np.linspace(0, len(source) - 1, num=min(rows, len(source))).astype(int)
+    k = matches.shape[1]
+    fig, axes = plt.subplots(len(picks), k + 1, figsize=(1.1 * (k + 1), 1.1 * len(picks)), squeeze=False)
+    for r, i in enumerate(picks):
+        axes[r, 0].imshow(source[i], cmap="gray")
+        for j in range(k):
+            axes[r, j + 1].imshow(target[int(matches[i, j])], cmap="gray")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title("source", fontsize=8)
+    for j in range(k):
+        axes[0, j + 1].set_title(f"match {j + 1}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def image_rows(
+    rows: dict[str, torch.Tensor], path: str | Path, image_shape: Sequence[int] | None = None,
+    per_row: int = 12, title: str | None = None,
+) -> Path:
+    """One row of images per entry of `rows` (e.g. {"before": X0, "after": X1}), first `per_row` each."""
+    fig, axes = plt.subplots(len(rows), per_row, figsize=(0.9 * per_row, 1.0 * len(rows)), squeeze=False)
+    for r, (name, X) in enumerate(rows.items()):
+        images = as_images(X[:per_row], image_shape)
+        for j in range(per_row):
+            ax = axes[r, j]
+            if j < len(images):
+                ax.imshow(images[j], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def labeled_scatter(
+    x: Sequence[float], y: Sequence[float], labels: Sequence[str], path: str | Path,
+    xlabel: str, ylabel: str, title: str = "",
+) -> Path:
+    """Scatter plot with a text label next to each point and a least-squares line."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.scatter(x, y, color="tab:blue")
+    for xi, yi, name in zip(x, y, labels):
+        ax.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if len(x) >= 2 and np.ptp(x) > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        grid = np.linspace(x.min(), x.max(), 50)
+        ax.plot(grid, slope * grid + intercept, color="tab:red", lw=1, ls="--")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
