@@ -1,0 +1,35 @@
+"""Helpers shared by the tasks that run a Lightning Trainer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_group(group: Mapping | None, kind: str) -> list:
+    """Instantiate every `_target_` entry of a `{name: {_target_: ...}}` config group."""
+    objects = []
+    if not group:
+        return objects
+    if not isinstance(group, Mapping | DictConfig):
+        raise TypeError(f"the {kind} config must be a mapping of named entries, got {type(group)}.")
+    for name, entry in group.items():
+        if isinstance(entry, Mapping | DictConfig) and "_target_" in entry:
+            log.debug("instantiating %s %s: %s", kind, name, entry["_target_"])
+            objects.append(instantiate(entry))
+    return objects
+
+
+def instantiate_callbacks(cfg: DictConfig) -> list:
+    """The Lightning callbacks of `cfg.callbacks` (a dict of `_target_` entries; none → [])."""
+    return _instantiate_group(cfg.get("callbacks"), "callback")
+
+
+def instantiate_loggers(cfg: DictConfig) -> list:
+    """The Lightning loggers of `cfg.logger` (a dict of `_target_` entries; none → [])."""
+    return _instantiate_group(cfg.get("logger"), "logger")
