@@ -1,0 +1,35 @@
+"""Optimal transport engine (no dataset knowledge): costs, Sinkhorn, exact OT, Gaussians, sliced.
+
+Layering: :mod:`.costs` -> solvers (:mod:`.sinkhorn`, :mod:`.exact`, :mod:`.gaussian`,
+:mod:`.sliced`). See :mod:`otdata.ot.sinkhorn` for the value conventions (transport cost
+``<pi, C>`` vs entropic objective vs Sinkhorn divergence) and the epsilon convention.
+"""
+
+from .costs import Cost, MatrixCost, PointCloudCost, pairwise_cost, sqeuclidean
+from .exact import emd, emd2, emd2_differentiable
+from .gaussian import (
+    bures_cross_term,
+    bures_wasserstein,
+    bures_wasserstein_diagonal,
+    bures_wasserstein_factors,
+    covariance_factor,
+    sqrtm_psd,
+)
+from .sinkhorn import (
+    DivergenceResult,
+    SinkhornResult,
+    epsilon_schedule,
+    sinkhorn,
+    sinkhorn_divergence,
+    sinkhorn_points,
+)
+from .sliced import sliced_wasserstein
+
+__all__ = [
+    "Cost", "MatrixCost", "PointCloudCost", "pairwise_cost", "sqeuclidean",
+    "emd", "emd2", "emd2_differentiable",
+    "bures_cross_term", "bures_wasserstein", "bures_wasserstein_diagonal", "bures_wasserstein_factors",
+    "covariance_factor", "sqrtm_psd",
+    "DivergenceResult", "SinkhornResult", "epsilon_schedule", "sinkhorn", "sinkhorn_divergence",
+    "sinkhorn_points", "sliced_wasserstein",
+]
