@@ -1,0 +1,50 @@
+"""Gradient flows in dataset space (Alvarez-Melis & Fusi, ICML 2021).
+
+A labeled dataset is a cloud of particles ``(x_i, y_i)``. A :class:`DatasetFlow` moves the features
+``x_i`` down the (Wasserstein) gradient of an objective ``F(rho)``, by default the debiased entropic
+OTDD to a fixed target dataset, optionally plus other terms (MMD, sliced Wasserstein, a class
+separation potential, class-mean matching).
+
+Label handling (``labels=``):
+
+* ``"fixed"`` — labels never change; class statistics are recomputed from the moving particles
+  (every ``distance_kwargs["label_update_every"]`` steps) without gradient through them;
+* ``"attached"`` — the same, but the gradient also flows through the class means/covariances;
+* ``"joint"`` — class means and covariance factors are free parameters updated together with the
+  particles; the label distance uses them (``result.label_params`` holds the final ones).
+
+Class correspondence (``correspondence=``): ``None`` lets OTDD choose freely; ``"identity"``, a dict
+``{source_class: target_class}``, a list, or ``"auto"``/``"hungarian"``/``"balanced"``/``"nearest"``
+(matched from the initial label distances, see :mod:`otdata.flows.correspondence`) forces source
+class ``c`` onto target class ``corr[c]`` by a large label-cost penalty on all other pairs.
+
+Example::
+
+    from otdata.flows import DatasetFlow
+    flow = DatasetFlow(target=(Xt, yt), objective="otdd", labels="fixed", optimizer="euler",
+                       step_size=0.2, steps=40, clamp=(0, 1), correspondence="identity",
+                       distance_kwargs={"epsilon": 1.0, "label_distance": "gaussian"},
+                       checkpoint_dir="ckpt", checkpoint_every=10, trajectory_every=2)
+    result = flow.run(Xs, ys)            # Xs: (n, d) floats, ys: (n,) ints
+    result.X, result.history[-1]["objective"], result.correspondence
+    result.save("flow.pt"); FlowResult.load("flow.pt")
+    X_new_moved = result.extend(X_new)    # out-of-sample extension (k-NN displacement)
+
+Objectives compose: ``objective=[{"name": "otdd", "weight": 1.0},
+{"name": "separation", "weight": 0.1, "margin": 5.0}]``.
+"""
+
+from otdata.flows.correspondence import correspondence_matrix, match_classes, resolve_correspondence
+from otdata.flows.extension import KNNDisplacement, barycentric_projection, extend
+from otdata.flows.flow import LABEL_METHODS, OPTIMIZERS, DatasetFlow, FlowResult
+from otdata.flows.functionals import (FUNCTIONALS, ClassMeanMatching, ClassSeparationPotential,
+                                      FlowState, Functional, MMDFunctional, OTDDFunctional,
+                                      SlicedWassersteinFunctional, build_functional)
+
+__all__ = [
+    "DatasetFlow", "FlowResult", "LABEL_METHODS", "OPTIMIZERS",
+    "Functional", "FlowState", "OTDDFunctional", "MMDFunctional", "SlicedWassersteinFunctional",
+    "ClassSeparationPotential", "ClassMeanMatching", "FUNCTIONALS", "build_functional",
+    "match_classes", "resolve_correspondence", "correspondence_matrix",
+    "KNNDisplacement", "extend", "barycentric_projection",
+]

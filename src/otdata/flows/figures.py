@@ -1,0 +1,177 @@
+"""Figures of image flows: snapshot grids, trajectory strips and an animated GIF.
+
+All functions take images as ``(n, C, H, W)`` / ``(n, H, W)`` tensors, or flat ``(n, d)`` tensors
+together with ``image_shape`` (e.g. ``(1, 28, 28)``). Pixel values are shown in ``value_range``
+(default ``(0, 1)``; values outside are clipped).
+
+Example::
+
+    from otdata.flows.figures import save_image_grid, save_flow_snapshots, save_flow_gif
+    save_image_grid(result.X[:64], "flowed.png", image_shape=(1, 28, 28))
+    save_flow_snapshots(result.trajectory, "snapshots.png", image_shape=(1, 28, 28), n_images=8)
+    save_flow_gif(result.trajectory, "flow.gif", image_shape=(1, 28, 28), n_images=32)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["to_images", "image_grid", "save_image_grid", "save_flow_snapshots", "save_flow_gif",
+           "plot_history"]
+
+
+def to_images(X, image_shape: Sequence[int] | None = None) -> torch.Tensor:
+    """``(n, C, H, W)`` float tensor from flat ``(n, d)`` (needs ``image_shape``) or image tensors."""
+    X = torch.as_tensor(X).detach().cpu().float()
+    if X.ndim == 2:
+        if image_shape is None:
+            side = int(round(math.sqrt(X.shape[1])))
+            if side * side != X.shape[1]:
+                raise ValueError(f"cannot infer an image shape for d={X.shape[1]}; pass image_shape")
+            image_shape = (1, side, side)
+        image_shape = tuple(image_shape)
+        if len(image_shape) == 2:
+            image_shape = (1, *image_shape)
+        X = X.reshape(X.shape[0], *image_shape)
+    elif X.ndim == 3:
+        X = X.unsqueeze(1)
+    if X.ndim != 4:
+        raise ValueError(f"expected (n, d), (n, H, W) or (n, C, H, W) images, got {tuple(X.shape)}")
+    return X
+
+
+def image_grid(X, image_shape=None, nrow: int | None = None, value_range=(0.0, 1.0),
+               padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """Tile images into one ``uint8`` array (H_grid, W_grid) or (H_grid, W_grid, 3)."""
+    imgs = to_images(X, image_shape)
+    n, c, h, w = imgs.shape
+    lo, hi = value_range
+    imgs = ((imgs - lo) / (hi - lo)).clamp(0, 1)
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    ncol_rows = int(math.ceil(n / nrow))
+    H = ncol_rows * (h + padding) + padding
+    W = nrow * (w + padding) + padding
+    grid = torch.full((c, H, W), float(pad_value))
+    for k in range(n):
+        r, q = divmod(k, nrow)
+        y0, x0 = padding + r * (h + padding), padding + q * (w + padding)
+        grid[:, y0:y0 + h, x0:x0 + w] = imgs[k]
+    arr = (grid.numpy() * 255).round().astype(np.uint8)
+    return arr[0] if c == 1 else np.transpose(arr[:3], (1, 2, 0))
+
+
+def save_image_grid(X, path: str | Path, image_shape=None, nrow: int | None = None,
+                    value_range=(0.0, 1.0), scale: int = 2) -> Path:
+    """Write :func:`image_grid` as a PNG (nearest-neighbour upscaled by ``scale``)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(image_grid(X, image_shape, nrow, value_range))
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img.save(path)
+    return path
+
+
+def _frames(trajectory) -> tuple[torch.Tensor, list[int]]:
+    if trajectory is None:
+        raise ValueError("no trajectory recorded; run the flow with trajectory_every > 0")
+    if isinstance(trajectory, dict):
+        frames, steps = trajectory["frames"], list(trajectory["steps"])
+    else:
+        frames, steps = torch.as_tensor(trajectory), list(range(len(trajectory)))
+    if frames is None or len(frames) == 0:
+        raise ValueError("trajectory is empty; run the flow with trajectory_every > 0")
+    return frames, steps
+
+
+def _pick(T: int, n_snapshots: int) -> list[int]:
+    if T <= n_snapshots:
+        return list(range(T))
+    return sorted({int(round(i)) for i in np.linspace(0, T - 1, n_snapshots)})
+
+
+def save_flow_snapshots(trajectory, path: str | Path, image_shape=None, n_images: int = 8,
+                        n_snapshots: int = 6, value_range=(0.0, 1.0), title: str | None = None) -> Path:
+    """One row per snapshot (step), ``n_images`` particles per row, step numbers on the left.
+
+    ``trajectory`` is ``FlowResult.trajectory`` (dict with ``frames``/``steps``) or a
+    ``(T, m, d)`` tensor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames, steps = _frames(trajectory)
+    rows = _pick(len(frames), n_snapshots)
+    n_images = min(n_images, frames.shape[1])
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n_images + 1, 1.1 * len(rows) + 0.4),
+                             squeeze=False)
+    for ax, t in zip(axes[:, 0], rows):
+        ax.imshow(image_grid(frames[t, :n_images], image_shape, nrow=n_images, value_range=value_range),
+                  cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"step {steps[t]}", rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_flow_gif(trajectory, path: str | Path, image_shape=None, n_images: int = 32,
+                  nrow: int | None = None, duration_ms: int = 120, value_range=(0.0, 1.0),
+                  scale: int = 3, hold_last_ms: int = 1000) -> Path:
+    """Animated GIF: one frame per recorded step, each frame a grid of ``n_images`` particles."""
+    from PIL import Image
+
+    frames, _ = _frames(trajectory)
+    n_images = min(n_images, frames.shape[1])
+    imgs = []
+    for t in range(len(frames)):
+        im = Image.fromarray(image_grid(frames[t, :n_images], image_shape, nrow, value_range))
+        if scale != 1:
+            im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+        imgs.append(im.convert("P"))
+    durations = [duration_ms] * len(imgs)
+    durations[-1] = max(duration_ms, hold_last_ms)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=durations, loop=0)
+    return path
+
+
+def plot_history(history: list[dict], path: str | Path, keys: Sequence[str] | None = None,
+                 logy: bool = True) -> Path:
+    """Objective (and its terms) against the step number."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = keys or [k for k in history[0] if k not in ("step", "grad_norm", "seconds")]
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for k in keys:
+        vals = [h.get(k, float("nan")) for h in history]
+        ax.plot(steps, vals, label=k)
+    if logy:
+        ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
