@@ -1,0 +1,89 @@
+"""Distances among several datasets, reusing per-dataset class statistics, with an on-disk cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import Tensor
+
+from .otdd import DatasetDistance
+
+
+def tensor_digest(*tensors: Tensor | None) -> str:
+    """sha256 of the dtypes, shapes and raw bytes of the given tensors."""
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            h.update(b"none")
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class DistanceMatrix:
+    """``values[i, j]`` = ``DistanceResult.value`` between ``names[i]`` and ``names[j]``;
+    ``divergences`` likewise (NaN when not debiased); ``cached[i][j]``: read from the cache."""
+
+    names: list[str]
+    values: Tensor
+    divergences: Tensor
+    cached: list[list[bool]]
+
+
+def distance_matrix(
+    datasets: Mapping[str, tuple[Tensor, Tensor | None]],
+    dd: DatasetDistance | None = None,
+    cache_dir: str | Path | None = None,
+    symmetric: bool = True,
+) -> DistanceMatrix:
+    """All pairwise distances between ``datasets`` (name -> ``(X, y)``).
+
+    Each dataset is prepared once (class statistics reused for all its pairs). With
+    ``cache_dir``, each pair's result is stored with ``torch.save`` under a key hashing both
+    datasets' bytes and the distance settings, and read back on later calls. ``symmetric``:
+    compute ``i < j`` only and mirror (the diagonal is 0).
+    """
+    dd = dd or DatasetDistance()
+    names = list(datasets)
+    K = len(names)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    digests = {k: tensor_digest(*datasets[k]) for k in names}
+    settings = json.dumps(dd.settings(), sort_keys=True, default=str)
+    prepared: dict[str, object] = {}
+    values = torch.zeros(K, K, dtype=torch.float64)
+    divs = torch.full((K, K), float("nan"), dtype=torch.float64)
+    cached = [[False] * K for _ in range(K)]
+    for i in range(K):
+        for j in range(K):
+            if i == j and symmetric:
+                divs[i, j] = 0.0 if dd.debiased else float("nan")
+                continue
+            if symmetric and j < i:
+                values[i, j], divs[i, j], cached[i][j] = values[j, i], divs[j, i], cached[j][i]
+                continue
+            key = hashlib.sha256(f"{digests[names[i]]}|{digests[names[j]]}|{settings}".encode()).hexdigest()[:32]
+            path = cache / f"otdd_{key}.pt" if cache is not None else None
+            if path is not None and path.exists():
+                rec = torch.load(path)
+                cached[i][j] = True
+            else:
+                for k in (names[i], names[j]):
+                    if k not in prepared:
+                        prepared[k] = dd.prepare(*datasets[k], name=f"X[{k}]")
+                res = dd(prepared[names[i]], prepared[names[j]])
+                rec = {"value": res.value, "divergence": res.divergence, "result": res.to_dict()}
+                if path is not None:
+                    torch.save(rec, path)
+            values[i, j] = rec["value"]
+            divs[i, j] = float("nan") if rec["divergence"] is None else rec["divergence"]
+    return DistanceMatrix(names, values, divs, cached)

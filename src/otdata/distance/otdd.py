@@ -1,0 +1,280 @@
+"""Optimal Transport Dataset Distance (Alvarez-Melis & Fusi, NeurIPS 2020)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from otdata.ot.costs import PointCloudCost
+from otdata.ot.sinkhorn import DEFAULT_MAX_DENSE_BYTES, SinkhornResult, sinkhorn
+
+from .labels import LABEL_DISTANCES, exact_label_distances, gaussian_label_distances, means_label_distances
+from .result import DistanceResult
+from .stats import ClassStats, class_stats, map_labels
+
+
+@dataclass
+class LabeledCloud:
+    """A dataset prepared by :meth:`DatasetDistance.prepare`: features, labels mapped to
+    ``0..C-1`` (sorted original values in ``classes``), class names and class statistics.
+
+    Pass it to :class:`DatasetDistance` in place of an ``(X, y)`` pair to reuse its statistics
+    (and, for a fixed dataset, its cached debiasing self-term).
+    """
+
+    X: Tensor
+    labels: Tensor | None
+    classes: Tensor | None
+    class_names: list[str]
+    stats: ClassStats | None
+    settings: tuple
+    cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.classes is None else int(self.classes.numel())
+
+
+def _to_tensor(a, name: str) -> Tensor:
+    if isinstance(a, Tensor):
+        return a
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(a)
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(a).__name__}")
+
+
+def _check_features(X, name: str) -> Tensor:
+    X = _to_tensor(X, name)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (n, d) tensor, got shape {tuple(X.shape)}; flatten it, e.g. X.flatten(1)")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples); pass at least one sample per dataset")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features")
+    if not torch.is_floating_point(X):
+        X = X.float()
+    if not bool(torch.isfinite(X.detach()).all()):
+        bad = int((~torch.isfinite(X.detach())).any(1).sum())
+        raise ValueError(f"{name} contains NaN or inf values in {bad} row(s); clean or drop them before computing distances")
+    return X
+
+
+def _check_labels(y, n: int, name: str) -> Tensor:
+    y = _to_tensor(y, name)
+    if torch.is_floating_point(y) or torch.is_complex(y) or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}; convert with {name}.long()")
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n,), got shape {tuple(y.shape)}")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} labels but the features have {n} rows; they must match")
+    return y
+
+
+class DatasetDistance:
+    """OTDD: OT between datasets of (feature, label) pairs with ground cost
+    ``c((x,y),(x',y')) = lambda_x ||x - x'||^p + lambda_y W_p^p(alpha_y, alpha'_y')``.
+
+    Parameters: ``label_distance`` ``"gaussian"`` (Bures W_2^2 between class Gaussians, needs
+    ``p=2``), ``"exact"`` (OT between class samples) or ``"means"`` (``||mu - mu'||^p``);
+    ``epsilon``: absolute entropic regularisation in cost units; ``debiased``: optimise the
+    Sinkhorn divergence (see :class:`~otdata.distance.result.DistanceResult` for ``value`` vs
+    ``divergence`` vs ``loss``); ``covariance``: ``"full"`` or ``"diagonal"``; ``ridge``: added to
+    class covariances (allows one-sample classes, stabilises near-singular ones);
+    ``label_grad``: let gradients flow through the source class statistics (else label
+    distances are constants); ``dtype``/``device``: solver precision and device (default: those
+    of ``X1``; integer features become float32); ``max_iter``, ``tol``, ``eps_scaling``,
+    ``scaling``, ``backend`` (``"auto"|"dense"|"online"``), ``max_dense_bytes``: Sinkhorn options.
+    """
+
+    def __init__(
+        self,
+        label_distance: str = "gaussian",
+        p: float = 2,
+        epsilon: float = 0.1,
+        debiased: bool = True,
+        lambda_x: float = 1.0,
+        lambda_y: float = 1.0,
+        covariance: str = "full",
+        ridge: float = 0.0,
+        label_grad: bool = False,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+        eps_scaling: bool = True,
+        scaling: float = 0.5,
+        backend: str = "auto",
+        max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
+        exact_method: str = "auto",
+        exact_epsilon: float = 1e-2,
+        precision: str | None = None,
+    ):
+        if label_distance not in LABEL_DISTANCES:
+            raise ValueError(f"label_distance must be one of {LABEL_DISTANCES}, got {label_distance!r}")
+        if label_distance == "gaussian" and p != 2:
+            raise ValueError("label_distance='gaussian' is the closed form of W_2^2 and needs p=2; "
+                             "use label_distance='exact' or 'means' for other p")
+        if covariance not in ("full", "diagonal"):
+            raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
+        if not (epsilon > 0 and math.isfinite(epsilon)):
+            raise ValueError(f"epsilon must be a positive finite number, got {epsilon}")
+        if backend not in ("auto", "dense", "online"):
+            raise ValueError(f"backend must be 'auto', 'dense' or 'online', got {backend!r}")
+        if precision is not None:
+            dtype = {"fp32": torch.float32, "float32": torch.float32, "fp64": torch.float64,
+                     "float64": torch.float64}[precision]
+        self.label_distance, self.p, self.epsilon, self.debiased = label_distance, float(p), float(epsilon), debiased
+        self.lambda_x, self.lambda_y = float(lambda_x), float(lambda_y)
+        self.covariance, self.ridge, self.label_grad = covariance, float(ridge), label_grad
+        self.device, self.dtype = device, dtype
+        self.exact_method, self.exact_epsilon = exact_method, exact_epsilon
+        self.sinkhorn_kwargs = dict(max_iter=max_iter, tol=tol, eps_scaling=eps_scaling, scaling=scaling,
+                                    backend=backend, max_dense_bytes=max_dense_bytes)
+
+    # ------------------------------------------------------------------ settings
+    def settings(self) -> dict[str, Any]:
+        return dict(label_distance=self.label_distance, p=self.p, epsilon=self.epsilon, debiased=self.debiased,
+                    lambda_x=self.lambda_x, lambda_y=self.lambda_y, covariance=self.covariance, ridge=self.ridge,
+                    label_grad=self.label_grad, exact_method=self.exact_method, exact_epsilon=self.exact_epsilon,
+                    **{k: v for k, v in self.sinkhorn_kwargs.items()})
+
+    def _stats_key(self) -> tuple:
+        return (self.label_distance, self.covariance, self.ridge, self.label_grad, self.p)
+
+    # ------------------------------------------------------------------ preparation
+    def prepare(self, X, y=None, class_names: Sequence[str] | None = None, name: str = "X") -> LabeledCloud:
+        """Validate a dataset and compute what the label distance needs (class statistics).
+
+        ``y``: integer labels (any values; mapped to ``0..C-1`` in sorted order) or ``None``.
+        ``class_names``: one name per distinct label in sorted label order (default ``str`` of
+        the label values). With ``label_grad=False`` statistics are computed without autograd.
+        """
+        X = _check_features(X, name)
+        dtype = self.dtype or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32)
+        X = X.to(device=self.device or X.device, dtype=dtype)
+        if y is None:
+            if class_names is not None:
+                raise ValueError("class_names given without labels")
+            return LabeledCloud(X, None, None, [], None, self._stats_key())
+        y = _check_labels(y, X.shape[0], name.replace("X", "y") if "X" in name else "y")
+        labels, classes = map_labels(y.to(X.device))
+        if class_names is None:
+            names = [str(int(c)) for c in classes.tolist()]
+        else:
+            names = [str(c) for c in class_names]
+            if len(names) != classes.numel():
+                raise ValueError(f"{len(names)} class names for {classes.numel()} distinct labels")
+        stats = None
+        if self.label_distance in ("gaussian", "means"):
+            cov = self.covariance if self.label_distance == "gaussian" else None
+            Xs = X if self.label_grad else X.detach()
+            min_count = 2 if (self.label_distance == "gaussian" and self.ridge == 0) else 1
+            with torch.set_grad_enabled(self.label_grad and torch.is_grad_enabled()):
+                stats = class_stats(Xs, labels, covariance=cov, ridge=self.ridge, min_count=min_count)
+            stats.classes = classes
+        return LabeledCloud(X, labels, classes, names, stats, self._stats_key())
+
+    # ------------------------------------------------------------------ label distances
+    def label_distances(self, a: LabeledCloud, b: LabeledCloud) -> Tensor:
+        """``(C_a, C_b)`` matrix of W_p^p between the classes of two prepared datasets (float64)."""
+        grad = self.label_grad and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
+            if self.label_distance == "gaussian":
+                return gaussian_label_distances(a.stats, b.stats)
+            if self.label_distance == "means":
+                return means_label_distances(a.stats, b.stats, self.p)
+            Xa = a.X if grad else a.X.detach()
+            Xb = b.X if grad else b.X.detach()
+            return exact_label_distances(Xa.double(), a.labels, a.num_classes, Xb.double(), b.labels,
+                                         b.num_classes, self.p, self.exact_method, self.exact_epsilon)
+
+    def _cost(self, a: LabeledCloud, b: LabeledCloud, W: Tensor | None) -> PointCloudCost:
+        if W is None:
+            return PointCloudCost(a.X, b.X, self.p, self.lambda_x)
+        return PointCloudCost(a.X, b.X, self.p, self.lambda_x, W.to(a.X.dtype), a.labels, b.labels, self.lambda_y)
+
+    def _self_term(self, c: LabeledCloud) -> tuple[SinkhornResult, Tensor | None]:
+        cacheable = not c.X.requires_grad
+        key = ("self", self.epsilon, self.lambda_x, self.lambda_y, tuple(sorted(self.sinkhorn_kwargs.items())))
+        if cacheable and key in c.cache:
+            return c.cache[key]
+        W = self.label_distances(c, c) if c.labels is not None else None
+        r = sinkhorn(None, None, self._cost(c, c, W), self.epsilon, symmetric=True, **self.sinkhorn_kwargs)
+        if cacheable:
+            c.cache[key] = (r, W)
+        return r, W
+
+    # ------------------------------------------------------------------ call
+    def _as_cloud(self, item, name: str, class_names) -> LabeledCloud:
+        if isinstance(item, LabeledCloud):
+            if item.settings != self._stats_key():
+                raise ValueError(f"{name} was prepared with other settings {item.settings}; "
+                                 f"prepare it again with this DatasetDistance ({self._stats_key()})")
+            return item
+        X, y = item
+        return self.prepare(X, y, class_names=class_names, name=name)
+
+    @staticmethod
+    def _parse(args) -> list:
+        items, i = [], 0
+        while i < len(args):
+            a = args[i]
+            if isinstance(a, LabeledCloud):
+                items.append(a)
+                i += 1
+                continue
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is None and i + 1 < len(args):
+                items.append((a, None))
+                i += 2
+            elif nxt is not None and not isinstance(nxt, LabeledCloud) and getattr(nxt, "ndim", 2) <= 1:
+                items.append((a, nxt))
+                i += 2
+            else:
+                items.append((a, None))
+                i += 1
+        if len(items) != 2:
+            raise TypeError("call as dd(X1, y1, X2, y2), dd(X1, None, X2, None) or dd(prepared1, prepared2) "
+                            f"(prepared = dd.prepare(X, y)); got {len(args)} positional argument(s)")
+        return items
+
+    def __call__(self, *args, class_names1: Sequence[str] | None = None,
+                 class_names2: Sequence[str] | None = None) -> DistanceResult:
+        """Distance between two datasets; see the class and module docs for the call forms."""
+        t0 = time.perf_counter()
+        i1, i2 = self._parse(args)
+        src = self._as_cloud(i1, "X1", class_names1)
+        tgt = self._as_cloud(i2, "X2", class_names2)
+        if src.X.shape[1] != tgt.X.shape[1]:
+            raise ValueError(f"feature dimensions differ: X1 has d={src.X.shape[1]}, X2 has d={tgt.X.shape[1]}; "
+                             "embed both datasets in the same feature space first")
+        if (src.labels is None) != (tgt.labels is None):
+            raise ValueError("give labels for both datasets or for neither (y1=y2=None: plain OT on features)")
+        if tgt.X.dtype != src.X.dtype or tgt.X.device != src.X.device:
+            tgt = LabeledCloud(tgt.X.to(src.X), tgt.labels.to(src.X.device) if tgt.labels is not None else None,
+                               tgt.classes, tgt.class_names, tgt.stats, tgt.settings, tgt.cache)
+        W = self.label_distances(src, tgt) if src.labels is not None else None
+        xy = sinkhorn(None, None, self._cost(src, tgt, W), self.epsilon, **self.sinkhorn_kwargs)
+        loss, divergence = xy.loss, None
+        if self.debiased:
+            xx, _ = self._self_term(src)
+            yy, _ = self._self_term(tgt)
+            loss = xy.loss - 0.5 * xx.loss - 0.5 * yy.loss
+            divergence = float(loss.detach())
+        return DistanceResult(
+            value=float(xy.transport_cost), entropic=float(xy.entropic), divergence=divergence, loss=loss,
+            label_distances=None if W is None else W.detach(),
+            class_names1=list(src.class_names), class_names2=list(tgt.class_names),
+            f=xy.f, g=xy.g, epsilon=self.epsilon, n1=src.n, n2=tgt.n, seconds=time.perf_counter() - t0,
+            n_iter=xy.n_iter, converged=xy.converged, backend=xy.backend, settings=self.settings(), _ot=xy,
+        )

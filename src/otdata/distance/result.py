@@ -1,0 +1,76 @@
+"""The result of a dataset distance computation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from otdata.ot.sinkhorn import SinkhornResult
+
+
+@dataclass
+class DistanceResult:
+    """Outcome of :class:`~otdata.distance.DatasetDistance`.
+
+    * ``value`` (float): transport cost ``sum_ij pi_ij c_ij`` of the entropic coupling ``pi``
+      between the two datasets, ``c = lambda_x ||x - x'||^p + lambda_y W_p^p(class, class')``.
+      Tends to the exact OTDD (``ot.emd2`` on the same cost) as ``epsilon -> 0``.
+    * ``entropic`` (float): the entropic objective ``OT_eps(D1, D2)`` (= ``<a,f> + <b,g>``).
+    * ``divergence`` (float or None): debiased Sinkhorn divergence
+      ``OT_eps(D1,D2) - OT_eps(D1,D1)/2 - OT_eps(D2,D2)/2`` when ``debiased=True``.
+    * ``loss`` (0-d tensor): what is optimised — ``divergence`` if debiased else ``entropic`` —
+      differentiable w.r.t. the features (and, with ``label_grad=True``, through the class
+      statistics); its gradient is exact by the envelope theorem.
+    * ``label_distances``: ``(C1, C2)`` W_p^p between classes (detached); ``class_names1/2`` name
+      their rows/columns. ``f``/``g``: dual potentials of the (D1, D2) problem.
+    """
+
+    value: float
+    entropic: float
+    divergence: float | None
+    loss: Tensor
+    label_distances: Tensor | None
+    class_names1: list[str]
+    class_names2: list[str]
+    f: Tensor
+    g: Tensor
+    epsilon: float
+    n1: int
+    n2: int
+    seconds: float
+    n_iter: int
+    converged: bool
+    backend: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    _ot: SinkhornResult | None = field(default=None, repr=False)
+
+    def coupling(self, dense: bool = True, k: int = 10) -> Tensor:
+        """The coupling ``pi`` (``(n1, n2)``), rebuilt from the potentials. ``dense=False``: sparse
+        tensor with the ``k`` largest entries per row (for large problems)."""
+        return self._ot.coupling(dense=dense, k=k)
+
+    def correspondences(self, k: int = 5) -> tuple[Tensor, Tensor]:
+        """For each item of dataset 1, the indices of its ``k`` most coupled items of dataset 2
+        and the coupling masses: two ``(n1, k)`` tensors."""
+        return self._ot.correspondences(k)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (no potentials)."""
+        return {
+            "value": self.value,
+            "entropic": self.entropic,
+            "divergence": self.divergence,
+            "label_distances": None if self.label_distances is None else self.label_distances.tolist(),
+            "class_names1": list(self.class_names1),
+            "class_names2": list(self.class_names2),
+            "epsilon": self.epsilon,
+            "n1": self.n1,
+            "n2": self.n2,
+            "seconds": self.seconds,
+            "n_iter": self.n_iter,
+            "converged": self.converged,
+            "backend": self.backend,
+            "settings": dict(self.settings),
+        }
