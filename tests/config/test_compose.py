@@ -45,8 +45,10 @@ def test_every_group_option_composes_and_resolves(group, option, data_root, tmp_
 def test_data_configs_instantiate_datamodules(option, data_root):
     cfg = compose_with([f"data={option}", f"paths.data_dir={data_root}"])
     dm = instantiate(cfg.data)
-    X, y = dm.tensors("test")
-    assert len(X) == len(y) > 0 and Path(dm.data_dir) == data_root
+    assert Path(dm.data_dir) == data_root
+    if ".text." not in cfg.data._target_:  # text datasets need an encoder: see tests/data/test_text.py
+        X, y = dm.tensors("test")
+        assert len(X) == len(y) > 0
 
 
 @pytest.mark.parametrize("group", ["model", "distance", "flow"])

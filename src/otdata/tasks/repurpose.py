@@ -19,6 +19,7 @@ Writes `repurpose.csv` / `repurpose.md` (one row per dataset, plus the target's 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -114,6 +115,19 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
     return row
 
 
+def classifier_checkpoint(cfg) -> Path:
+    """`task.classifier_ckpt`, or a cache path keyed by everything that shapes the classifier."""
+    if cfg.task.classifier_ckpt:
+        return Path(cfg.task.classifier_ckpt)
+    recipe = OmegaConf.to_container(cfg, resolve=True)
+    shaping = {key: recipe[key] for key in ("model", "trainer", "seed")}
+    shaping["target"] = {k: v for k, v in recipe["target"].items()
+                         if k not in ("data_dir", "num_workers", "download")}
+    shaping["trainer"].pop("default_root_dir", None)
+    key = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cfg.paths.cache_dir) / "classifiers" / f"{cfg.target._target_.split('.')[-1]}-{key}.ckpt"
+
+
 def log_results(cfg, rows: list[dict], out: Path) -> None:
     """Send the table (and, for W&B, the figures) to the configured loggers."""
     for logger in instantiate_loggers(cfg):
@@ -134,7 +148,8 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     target_dm = instantiate(cfg.target)
-    classifier, checkpoint = load_or_train_classifier(cfg)
+    classifier, checkpoint = load_or_train_classifier(
+        target_dm, classifier_checkpoint(cfg), model=cfg.model, trainer=cfg.trainer, seed=cfg.seed)
     classifier.eval().requires_grad_(False)
     Xt, yt = target_dm.tensors("train", max_samples=cfg.task.n_target, flatten=True)
     Xtest, ytest = target_dm.tensors("test", flatten=True)
