@@ -58,12 +58,14 @@ class KNNDisplacement:
 
     def weights(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Neighbour indices ``(m, k)`` and weights ``(m, k)`` (rows sum to one) for queries ``X``."""
-        D = torch.cdist(X.to(self.X0.dtype), self.X0)
-        dist, idx = D.topk(self.k, dim=1, largest=False)
+        X = X.to(self.X0.dtype)
+        _, idx = torch.cdist(X, self.X0).topk(self.k, dim=1, largest=False)
+        # exact distances of the selected neighbours (the matmul-based cdist is not exact at 0)
+        dist = (X.unsqueeze(1) - self.X0[idx]).norm(dim=-1)
         if self.weighting == "uniform":
             w = torch.ones_like(dist)
         elif self.weighting == "distance":
-            exact = dist <= 1e-12 * (1 + dist.max())
+            exact = dist <= 1e-7 * (1 + dist.max())
             w = 1.0 / dist.clamp_min(1e-12)
             w = torch.where(exact.any(1, keepdim=True), exact.to(w.dtype), w)
         else:

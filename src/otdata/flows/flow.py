@@ -354,11 +354,13 @@ class DatasetFlow:
         start, quiet, converged = 0, 0, False
         if resume and self.checkpoint_dir and latest_checkpoint(self.checkpoint_dir) is not None:
             ck = load_checkpoint(self.checkpoint_dir)
-            if tuple(ck["X"].shape) != tuple(X.shape) or ck["config"] != self.config:
+            same = {k: v for k, v in ck["config"].items() if k != "steps"} == \
+                {k: v for k, v in self.config.items() if k != "steps"}
+            if tuple(ck["X"].shape) != tuple(X.shape) or not same:
                 raise ValueError(
                     f"checkpoint in {self.checkpoint_dir} belongs to a different flow (shape "
                     f"{tuple(ck['X'].shape)} vs {tuple(X.shape)} or another configuration); use a "
-                    "fresh checkpoint_dir or resume=False")
+                    "fresh checkpoint_dir or resume=False (only `steps` may differ)")
             with torch.no_grad():
                 X.copy_(ck["X"])
                 X0 = ck["X0"].to(X0)
@@ -449,7 +451,7 @@ class DatasetFlow:
         with torch.enable_grad():
             value, parts = self._objective(state)
         history.append({"step": step, "objective": float(value.detach()), **parts,
-                        "grad_norm": float("nan"), "seconds": 0.0})
+                        "grad_norm": None, "seconds": 0.0})
 
         lp_out = None
         if label_params is not None:
