@@ -84,3 +84,12 @@ def test_load_or_train_classifier(data_root, tmp_path):
 
     with pytest.raises(ValueError):
         load_or_train_classifier(None, tmp_path / "missing.ckpt")
+
+
+def test_build_classifier_resolves_against_the_whole_config(tmp_path):
+    from otdata.tasks.train import _container, build_classifier
+
+    cfg = compose_train(["data=usps", "data.image_size=16", "model=lenet"], tmp_path)
+    model = build_classifier(cfg.model, num_classes=7)
+    assert model.net.image_size == 16 and model.num_classes == 7
+    assert _container(cfg.trainer)["default_root_dir"] == str(tmp_path)  # ${paths.output_dir}

@@ -40,11 +40,20 @@ DEFAULT_MODEL: dict[str, Any] = {
 }
 
 
+def _container(cfg: Mapping | DictConfig | None) -> dict:
+    """A plain, resolved dict of a config node (interpolations resolve against its root config)."""
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(dict(cfg))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 def build_classifier(model_cfg: Mapping | DictConfig, num_classes: int | None = None,
                      image_size: int | None = None) -> Classifier:
     """Instantiate a Classifier config, setting its net's `num_classes` / `image_size` when the
     net config has those keys."""
-    cfg = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True))
+    cfg = OmegaConf.create(_container(model_cfg))
     net = cfg.get("net")
     if isinstance(net, DictConfig):
         if num_classes is not None and "_target_" in net:
@@ -75,7 +84,8 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
-    model = build_classifier(cfg.model, num_classes=datamodule.num_classes)
+    model = build_classifier(cfg.model, num_classes=datamodule.num_classes,
+                             image_size=getattr(datamodule, "image_size", None))
     callbacks = instantiate_callbacks(cfg)
     if not cfg.trainer.get("enable_progress_bar", True):  # `trainer.enable_progress_bar=false`
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -178,7 +188,7 @@ def load_or_train_classifier(
         out_dir = (Path(checkpoint).with_suffix("") if checkpoint is not None
                    else Path("classifier"))
     out_dir = Path(out_dir)
-    trainer_kwargs = dict(OmegaConf.to_container(OmegaConf.create(trainer or {}), resolve=True))
+    trainer_kwargs = _container(trainer)
     trainer_kwargs.pop("_target_", None)
     trainer_kwargs.setdefault("default_root_dir", str(out_dir))
     trainer_kwargs.setdefault("accelerator", "cpu")
