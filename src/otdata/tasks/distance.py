@@ -57,7 +57,8 @@ def run(cfg: DictConfig) -> dict:
         row_label=source.name, col_label=target.name,
     )
     if Xs.shape[1] == Xt.shape[1] and int(Xs.shape[1] ** 0.5) ** 2 == Xs.shape[1]:
-        plots.correspondence_grid(Xs, Xt, result.correspondences(k=5), out / "correspondences.png")
+        plots.correspondence_grid(Xs, Xt, result.correspondences(k=5)[0],
+                                  out / "correspondences.png")
     log.info("OTDD(%s, %s) = %.4f  (%d × %d, %.1f s) → %s", source.name, target.name,
              result.value, len(ys), len(yt), seconds, out)
     return {**summary, "objective": float(result.value)}
