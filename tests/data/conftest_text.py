@@ -1,6 +1,6 @@
 """Helpers for the text tests: a tiny random BERT (no download) and tiny CSV releases.
 
-Imported explicitly by the text test modules (`from conftest_text import ...`).
+Imported explicitly by the text test modules (`from tests.data.conftest_text import ...`).
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import otdata.data.embed as embed
-from conftest_text import tiny_bert, tiny_bert_other  # noqa: F401  (fixtures)
 from otdata.data.embed import TextEncoder, embed_texts, texts_digest
+from tests.data.conftest_text import tiny_bert, tiny_bert_other  # noqa: F401  (fixtures)
 
 TEXTS = ["the team won the cup", "stock market price", "new computer chip", "a", "space science research news"]
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import otdata.data.embed as embed
-from conftest_text import make_ag_news, make_rows, tiny_bert, write_csv  # noqa: F401
 from otdata.data.errors import DataFileError
 from otdata.data.subsample import stratified_indices
 from otdata.data.text import (
@@ -17,6 +16,7 @@ from otdata.data.text import (
     YelpFullDataModule,
     YelpPolarityDataModule,
 )
+from tests.data.conftest_text import make_ag_news, make_rows, tiny_bert, write_csv  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest_text import make_ag_news, tiny_bert  # noqa: F401
 from otdata.data.text import AGNewsDataModule
-
-otdd = pytest.importorskip("otdata.distance.otdd")
+from otdata.distance import otdd
+from tests.data.conftest_text import make_ag_news, tiny_bert  # noqa: F401
 
 
 @pytest.fixture(scope="module")
