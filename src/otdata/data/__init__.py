@@ -16,6 +16,13 @@ from otdata.data.images import (
     USPSDataModule,
 )
 from otdata.data.subsample import stratified_indices
+from otdata.data.text import (
+    AGNewsDataModule,
+    DBPediaDataModule,
+    TextCSVDataModule,
+    YelpFullDataModule,
+    YelpPolarityDataModule,
+)
 
 __all__ = [
     "LabeledDataModule",
@@ -25,5 +32,10 @@ __all__ = [
     "FashionMNISTDataModule",
     "EMNISTDataModule",
     "USPSDataModule",
+    "TextCSVDataModule",
+    "AGNewsDataModule",
+    "DBPediaDataModule",
+    "YelpPolarityDataModule",
+    "YelpFullDataModule",
     "stratified_indices",
 ]
