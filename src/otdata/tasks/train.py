@@ -36,7 +36,7 @@ DEFAULT_MODEL: dict[str, Any] = {
     "_target_": "otdata.models.Classifier",
     "net": {"_target_": "otdata.models.SmallCNN", "channels": [32, 64]},
     "optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "scheduler": "onecycle",
-    "augment_shift": 2,
+    "augment_shift": 1,
 }
 
 
