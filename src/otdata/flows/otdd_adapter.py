@@ -3,9 +3,12 @@
 The flow needs a few things a one-shot distance does not: target statistics and the target self-term
 computed once; source class statistics that are detached (``"fixed"``), differentiable
 (``"attached"``) or free parameters (``"joint"``); and a label cost modified by a class
-correspondence. This module builds exactly that on top of :func:`otdata.ot.sinkhorn_divergence`,
-:class:`otdata.ot.PointCloudCost` and the Bures-Wasserstein factors of :mod:`otdata.ot.gaussian`
-(no Sinkhorn or Bures solver of its own). The only local piece is a gradient-safe nuclear-norm
+correspondence; and Sinkhorn warm-started from the previous step. This module builds exactly that on
+top of :func:`otdata.ot.sinkhorn`, :class:`otdata.ot.PointCloudCost` and the Bures-Wasserstein
+factors of :mod:`otdata.ot.gaussian` (no Sinkhorn or Bures solver of its own); at step 0 its value
+equals :class:`otdata.distance.DatasetDistance`'s debiased divergence (tested).
+Defaults differ from a one-shot distance: ``max_iter=100``, ``tol=1e-3`` per step, because the
+warm start carries the potentials from step to step. The only local piece is a gradient-safe nuclear-norm
 cross term (eigenvalues below a relative floor get no gradient, which avoids ``d sqrt(0)``).
 
 Value: ``S_eps((X, y), target)`` with ground cost ``|x - x'|^p + W[y, y']``, ``W`` the label
@@ -20,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from otdata.ot import PointCloudCost, covariance_factor, sinkhorn
+from otdata.ot import MatrixCost, PointCloudCost, covariance_factor, sinkhorn
 from otdata.ot.gaussian import bures_cross_term
 
 __all__ = ["OTDDEngine", "class_factors", "label_cost", "source_stats"]
@@ -115,6 +118,7 @@ class OTDDEngine:
         penalty: off-correspondence label-cost penalty (``None``: automatic).
         lambda_x, lambda_y: weights of the feature and label parts of the ground cost.
         max_iter, tol, scaling, backend: forwarded to :func:`otdata.ot.sinkhorn`.
+        dense_elements: build the cost matrix once per step when ``n * m`` is at most this.
         warm_start: start each step's Sinkhorn from the previous step's potentials (kept in the
             flow state's cache, hence in checkpoints) and skip epsilon-scaling; particles move
             little per step, so this cuts the iterations by an order of magnitude.
@@ -123,7 +127,8 @@ class OTDDEngine:
     def __init__(self, label_distance: str = "gaussian", epsilon: float = 0.1, p: int = 2,
                  debiased: bool = True, penalty: float | None = None, lambda_x: float = 1.0,
                  lambda_y: float = 1.0, max_iter: int = 100, tol: float = 1e-3,
-                 scaling: float = 0.5, backend: str = "auto", warm_start: bool = True):
+                 scaling: float = 0.5, backend: str = "auto", warm_start: bool = True,
+                 dense_elements: int = 1 << 25):
         if label_distance not in LABEL_DISTANCES:
             raise ValueError(f"label_distance={label_distance!r} is not supported in flows; use one "
                              f"of {LABEL_DISTANCES}")
@@ -135,6 +140,7 @@ class OTDDEngine:
         self.lambda_x, self.lambda_y = float(lambda_x), float(lambda_y)
         self.sk = dict(max_iter=max_iter, tol=tol, scaling=scaling, backend=backend)
         self.warm_start = warm_start
+        self.dense_elements = int(dense_elements)
 
     # -- target -----------------------------------------------------------------------------------
 
@@ -198,12 +204,20 @@ class OTDDEngine:
             pen = 10.0 * base
         return W_st + pen * mask
 
+    def _dense(self, cost: PointCloudCost):
+        """Build the cost matrix once per step (one autograd-tracked matmul) when it is small
+        enough; the solver then never recomputes it. Large problems stay blocked/online."""
+        if cost.n * cost.m <= self.dense_elements:
+            return MatrixCost(cost.block(0, cost.n))
+        return cost
+
     def value(self, state, label_update_every: int = 1) -> Tensor:
         X = state.X
         W_st, W_ss = self._source_costs(state, label_update_every)
         W_st = self._penalise(W_st, state, X)
         xt = self.Xt.to(X.dtype)
-        c_xy = PointCloudCost(X, xt, self.p, self.lambda_x, W_st, state.yi, self.tyi, self.lambda_y)
+        c_xy = self._dense(PointCloudCost(X, xt, self.p, self.lambda_x, W_st, state.yi, self.tyi,
+                                          self.lambda_y))
         cache = state.cache
         warm = self.warm_start and "otdd_f_xy" in cache and cache["otdd_f_xy"].shape[0] == X.shape[0]
         kw = dict(self.sk)
@@ -214,7 +228,8 @@ class OTDDEngine:
             cache["otdd_f_xy"], cache["otdd_g_xy"] = xy.f, xy.g
         if not self.debiased:
             return xy.loss
-        c_xx = PointCloudCost(X, X, self.p, self.lambda_x, W_ss, state.yi, state.yi, self.lambda_y)
+        c_xx = self._dense(PointCloudCost(X, X, self.p, self.lambda_x, W_ss, state.yi, state.yi,
+                                          self.lambda_y))
         xx = sinkhorn(None, None, c_xx, self.epsilon, symmetric=True,
                       init=(cache["otdd_f_xx"], cache["otdd_f_xx"]) if warm else None,
                       eps_scaling=not warm, **kw)
