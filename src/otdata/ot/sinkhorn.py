@@ -53,7 +53,7 @@ def _uniform(n: int, like: Cost) -> Tensor:
 class _Engine:
     """Row-block iteration over a cost: stored dense matrix or recomputed blocks."""
 
-    def __init__(self, cost: Cost, backend: str, max_dense_bytes: int, block_elements: int):
+    def __init__(self, cost: Cost, backend: str, max_dense_bytes: int, block_elements: int, keep_dense: bool = True):
         if backend not in ("auto", "dense", "online"):
             raise ValueError(f"backend must be 'auto', 'dense' or 'online', got {backend!r}")
         self.cost = cost
@@ -63,7 +63,14 @@ class _Engine:
             backend = "dense" if (isinstance(cost, MatrixCost) or nbytes <= max_dense_bytes) else "online"
         self.backend = backend
         self.step = max(1, block_elements // max(m, 1))
-        self.C = cost.dense(self.step) if backend == "dense" else None
+        self.C = cost.dense(self.step) if (backend == "dense" and keep_dense) else None
+        self.kernel: _DenseKernel | None = None
+
+    def take_dense(self) -> Tensor:
+        """A fresh ``(n, m)`` buffer holding the cost (the solver overwrites it with its kernel)."""
+        if isinstance(self.cost, MatrixCost):
+            return self.cost.C.detach().clone()
+        return self.cost.dense(max(1, (1 << 22) // max(self.cost.m, 1)))
 
     def blocks(self):
         n = self.cost.n
@@ -95,6 +102,179 @@ class _Engine:
             return parts[0]
         return torch.logsumexp(torch.stack(parts), 0)
 
+
+
+class _DenseKernel:
+    """Stabilised scaling iterations on a stored Gibbs kernel (dense backend).
+
+    Holds ``B_ij = exp((f_i + g_j - C_ij) / eps)`` for the current potentials in one ``(n, m)``
+    buffer that first holds ``C`` (no second copy). An iteration is then two matrix-vector
+    products instead of two log-sum-exp passes (no ``exp`` per entry), with scalings ``u``, ``v``
+    absorbed into ``f``, ``g`` (``f += eps log u``) at every epsilon change and whenever they grow
+    large. Going from ``eps1`` to ``eps2`` only raises the (absorbed) kernel to the power
+    ``eps1 / eps2``, row-normalised in the log domain (``max_j B_ij = 1``, or the symmetric
+    variant), so nothing overflows and ``C`` is never needed again. Entries below the floating
+    point range (``exp(-87)`` in float32 relative to their row maximum) carry no mass.
+    """
+
+    #: absorb u, v into the potentials when max |log u|, |log v| exceeds this.
+    ABSORB = 20.0
+
+    def __init__(self, K: Tensor, a: Tensor, b: Tensor, symmetric: bool, block_elements: int):
+        self.K, self.a, self.b, self.symmetric = K, a, b, symmetric
+        self.n, self.m = K.shape
+        self.step = max(1, min(block_elements, 1 << 18) // max(self.m, 1))
+        self.eps = None
+
+    def _rows(self):
+        for i0 in range(0, self.n, self.step):
+            yield i0, min(self.n, i0 + self.step)
+
+    def _start(self, f: Tensor, g: Tensor, e: float):
+        """``K`` holds ``C``: turn it into the normalised kernel at ``e``; returns shifted ``f``, ``g``."""
+        mx = torch.empty_like(f)
+        for i0, i1 in self._rows():
+            blk = self.K[i0:i1]
+            blk.neg_().add_(f[i0:i1].unsqueeze(1)).add_(g.unsqueeze(0)).div_(e)
+            mx[i0:i1] = blk.amax(1)
+        return self._normalise(f, g, mx, e)
+
+    def _normalise(self, f, g, mx, e):
+        """``K`` holds log-kernel ``L``; subtract row (or symmetric) maxima, exponentiate."""
+        mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+        if self.symmetric:
+            half = 0.5 * mx
+            for i0, i1 in self._rows():
+                self.K[i0:i1].sub_(half[i0:i1].unsqueeze(1)).sub_(half.unsqueeze(0)).exp_()
+            f = f - e * half
+            return f, f
+        for i0, i1 in self._rows():
+            self.K[i0:i1].sub_(mx[i0:i1].unsqueeze(1)).exp_()
+        return f - e * mx, g
+
+    def _rescale(self, f, g, u, v, e_old, e_new):
+        """Absorb ``u``, ``v`` and move the kernel from ``e_old`` to ``e_new``."""
+        lu, lv = u.log(), v.log()
+        f = f + e_old * lu
+        g = f if self.symmetric else g + e_old * lv
+        r = e_old / e_new
+        mx = torch.empty_like(f)
+        for i0, i1 in self._rows():
+            blk = self.K[i0:i1]
+            blk.log_().add_(lu[i0:i1].unsqueeze(1)).add_(lv.unsqueeze(0))
+            if r != 1.0:
+                blk.mul_(r)
+            mx[i0:i1] = blk.amax(1)
+        return self._normalise(f, g, mx, e_new)
+
+    def _absorb(self, f, g, u, v, e):
+        for i0, i1 in self._rows():
+            self.K[i0:i1].mul_(u[i0:i1].unsqueeze(1)).mul_(v.unsqueeze(0))
+        f = f + e * u.log()
+        g = f if self.symmetric else g + e * v.log()
+        return f, g, torch.ones_like(u), torch.ones_like(v)
+
+    def _iterate(self, u, v, iters: int, tol: float, omega: float = 1.0):
+        """Up to ``iters`` scaling iterations; returns ``u, v, n, err`` (L1 marginal error).
+
+        ``omega > 1``: over-relaxed updates ``u <- u^(1 - omega) (1 / K b v)^omega``."""
+        a, b, K = self.a, self.b, self.K
+        err = float("inf")
+        tiny = torch.finfo(K.dtype).tiny
+        for k in range(iters):
+            if self.symmetric:  # averaged symmetric update u <- sqrt(u / K(a u))
+                s = torch.mv(K, a * u).clamp_min_(tiny)
+                w = u * s
+                err = float((a * (w - 1).abs()).sum())
+                u = (u / s).sqrt_()
+                v = u
+            else:
+                un = torch.mv(K, b * v).clamp_min_(tiny).reciprocal_()
+                u = un if omega == 1.0 else u.pow(1.0 - omega).mul_(un.pow_(omega))
+                c = torch.mv(K.T, a * u).clamp_min_(tiny)
+                err = float((b * (v * c - 1).abs()).sum())
+                v = c.reciprocal_() if omega == 1.0 else v.pow(1.0 - omega).mul_(c.pow_(-omega))
+            if err < tol:
+                return u, v, k + 1, err, True
+            if float(torch.maximum(u.log().abs().max(), v.log().abs().max())) > self.ABSORB:
+                return u, v, k + 1, err, False
+        return u, v, iters, err, False
+
+    def solve(self, f, g, schedule, max_iter, tol, level_iter, omega=1.0):
+        n_it, err, converged = 0, float("inf"), False
+        if self.symmetric:
+            g = f
+        f, g = self._start(f, g, schedule[0])
+        one_n = torch.ones_like(f)
+        one_m = torch.ones_like(g)
+        u, v = one_n, one_m
+        for k, e in enumerate(schedule):
+            last = k == len(schedule) - 1
+            if k > 0:
+                f, g = self._rescale(f, g, u, v, schedule[k - 1], e)
+                u, v = one_n, one_m
+            budget = max_iter if last else level_iter
+            while budget > 0:
+                u, v, used, err, converged = self._iterate(u, v, budget, tol if last else 0.0,
+                                                           omega if last else 1.0)
+                budget -= used
+                n_it += used
+                if converged:
+                    break
+                if budget > 0 or last:
+                    f, g, u, v = self._absorb(f, g, u, v, e)
+        f, g, u, v = self._absorb(f, g, u, v, schedule[-1])
+        if self.symmetric:  # final exact step keeps f and g equal and symmetric
+            s = torch.mv(self.K, self.a).clamp_min_(torch.finfo(self.K.dtype).tiny)
+            half = s.rsqrt()
+            for i0, i1 in self._rows():
+                self.K[i0:i1].mul_(half[i0:i1].unsqueeze(1)).mul_(half.unsqueeze(0))
+            f = f - 0.5 * schedule[-1] * s.log()
+            g = f
+        self.eps = schedule[-1]
+        return f, g, n_it, err, converged
+
+    def transport_cost(self, f: Tensor, g: Tensor) -> Tensor:
+        """``<pi, C>`` with ``pi_ij = a_i b_j B_ij`` and ``C_ij = f_i + g_j - eps log B_ij``."""
+        total = torch.zeros((), dtype=torch.float64, device=f.device)
+        for i0, i1 in self._rows():
+            Bb = self.K[i0:i1]
+            P = Bb * self.b.unsqueeze(0)
+            rows = P.sum(1)
+            t = (self.a[i0:i1] * rows * f[i0:i1]).sum() + (self.a[i0:i1].unsqueeze(1) * P).sum(0) @ g
+            t = t - self.eps * (self.a[i0:i1] * (torch.xlogy(Bb, Bb) * self.b.unsqueeze(0)).sum(1)).sum()
+            total += t.double()
+        return total.to(f.dtype)
+
+
+def _solve_online(engine, f, g, a, b, loga, logb, schedule, max_iter, tol, symmetric, warm):
+    """Log-domain iterations with recomputed cost blocks: one (averaged) update per epsilon
+    level, then iterations at the target until the L1 marginal error is below ``tol``."""
+    it, err, converged = 0, float("inf"), False
+    total = len(schedule) - 1 + max_iter
+    while it < total:
+        e = schedule[min(it, len(schedule) - 1)]
+        at_target = it >= len(schedule) - 1
+        if symmetric:
+            Tf = -e * engine.row_lse(f / e + loga, e)
+            if at_target:
+                err = float((a * ((f - Tf) / e).exp().sub(1).abs()).sum())
+            f = 0.5 * (f + Tf) if it > 0 or warm else Tf
+            g = f
+        else:
+            f = -e * engine.row_lse(g / e + logb, e)
+            g_new = -e * engine.col_lse(f / e + loga, e)
+            if at_target:
+                err = float((b * ((g - g_new) / e).exp().sub(1).abs()).sum())
+            g = g_new
+        it += 1
+        if at_target and err < tol:
+            converged = True
+            break
+    if symmetric:  # final exact step keeps f and g equal and symmetric
+        eps = schedule[-1]
+        f = g = 0.5 * (f - eps * engine.row_lse(f / eps + loga, eps))
+    return f, g, it, err, converged
 
 def epsilon_schedule(eps0: float, eps: float, scaling: float) -> list[float]:
     """Geometric annealing ``eps0, eps0*scaling, ...`` down to (and ending with) ``eps``."""
@@ -189,6 +369,9 @@ def _final_pass(engine: _Engine, f, g, loga, logb, eps, differentiable: bool):
         P = lp.exp()
         return (P * Cb).sum(), P.sum().detach()
 
+    if not grad and engine.kernel is not None:
+        with torch.no_grad():
+            return engine.kernel.transport_cost(f, g), mass
     if not grad:
         with torch.no_grad():
             for i0, i1, Cb in engine.blocks():
@@ -227,6 +410,8 @@ def sinkhorn(
     max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     init: tuple[Tensor, Tensor] | None = None,
+    level_iter: int = 1,
+    overrelax: float = 1.0,
 ) -> SinkhornResult:
     """Entropic OT between weights ``a`` (n,) and ``b`` (m,) for the ground cost ``cost``.
 
@@ -256,36 +441,20 @@ def sinkhorn(
     loga, logb = a.log(), b.log()
 
     with torch.no_grad():
-        engine = _Engine(cost, backend, max_dense_bytes, block_elements)
+        engine = _Engine(cost, backend, max_dense_bytes, block_elements, keep_dense=False)
         schedule = epsilon_schedule(cost.max_value(), epsilon, scaling) if eps_scaling else [epsilon]
         if init is not None:
-            f, g = init[0].detach().clone(), init[1].detach().clone()
+            f, g = init[0].detach().to(cost.dtype).clone(), init[1].detach().to(cost.dtype).clone()
         else:
             f = torch.zeros(n, dtype=cost.dtype, device=cost.device)
             g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
-        it, err, converged = 0, float("inf"), False
-        total = len(schedule) - 1 + max_iter
-        while it < total:
-            e = schedule[min(it, len(schedule) - 1)]
-            at_target = it >= len(schedule) - 1
-            if symmetric:
-                Tf = -e * engine.row_lse(f / e + loga, e)
-                if at_target:
-                    err = float((a * ((f - Tf) / e).exp().sub(1).abs()).sum())
-                f = 0.5 * (f + Tf) if it > 0 or init is not None else Tf
-                g = f
-            else:
-                f = -e * engine.row_lse(g / e + logb, e)
-                g_new = -e * engine.col_lse(f / e + loga, e)
-                if at_target:
-                    err = float((b * ((g - g_new) / e).exp().sub(1).abs()).sum())
-                g = g_new
-            it += 1
-            if at_target and err < tol:
-                converged = True
-                break
-        if symmetric:  # final exact step keeps f and g equal and symmetric
-            f = g = 0.5 * (f - epsilon * engine.row_lse(f / epsilon + loga, epsilon))
+        if engine.backend == "dense":
+            kern = _DenseKernel(engine.take_dense(), a, b, symmetric, block_elements)
+            f, g, it, err, converged = kern.solve(f, g, schedule, max_iter, tol, level_iter, overrelax)
+            engine.kernel = kern
+        else:
+            f, g, it, err, converged = _solve_online(engine, f, g, a, b, loga, logb, schedule, max_iter, tol,
+                                                     symmetric, init is not None)
         entropic = (a * f).sum() + (b * g).sum()
 
     tc, mass = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
