@@ -1,0 +1,153 @@
+"""experiment=transferability end to end on tiny generated images, and its building blocks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf, open_dict
+
+from otdata.config import CONFIG_DIR
+from otdata.models import Classifier
+from otdata.tasks.transferability import resolve_pairs, run
+from otdata.transfer import MLP, build, carve, disjoint_parts, transfer_weights
+from tests.fixtures import write_emnist_letters, write_mnist_like, write_usps
+
+FAST = ["task.num_threads=1", "task.n_pool=100", "task.n_test=40", "task.n_distance=60", "task.n_pretrain=80",
+        "task.pretrain_epochs=1", "task.n_finetune=30", "task.finetune_epochs=2",
+        "task.seeds=[0,1]", "trainer.accelerator=cpu", "distance=means"]
+
+
+def compose_experiment(name: str, overrides: list[str], output_dir) -> OmegaConf:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={name}", *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def partial_root(tmp_path_factory):
+    """MNIST, USPS and EMNIST only: KMNIST's files are missing."""
+    root = tmp_path_factory.mktemp("partial")
+    write_mnist_like(root, "MNIST")
+    write_usps(root)
+    write_emnist_letters(root)
+    return root
+
+
+def test_run_on_tiny_images_writes_one_row_per_pair(partial_root, tmp_path):
+    pairs = "[[mnist,usps],[usps,mnist],[emnist,mnist],[mnist,kmnist]]"
+    cfg = compose_experiment("transferability", [
+        f"paths.data_dir={partial_root}", f"task.pairs={pairs}", *FAST], tmp_path)
+    result = run(cfg)
+    rows = result["rows"]
+    assert [r["pair"] for r in rows] == ["MNIST→USPS", "USPS→MNIST", "EMNIST→MNIST", "mnist→kmnist"]
+    done, skipped = rows[:3], rows[3]
+    assert all(r["status"] == "ok" for r in done)
+    assert "KMNIST data files missing" in skipped["status"]  # a row, not a crash
+    for row in done:
+        assert row["otdd"] > 0 and math.isfinite(row["gain"]) and math.isfinite(row["gain_std"])
+        assert 0 <= row["scratch_acc"] <= 100 and 0 <= row["finetune_acc"] <= 100
+        assert row["gain"] == pytest.approx(row["finetune_acc"] - row["scratch_acc"])
+        assert row["seeds"] == 2 and row["n_finetune"] == 30
+        assert row["n_test"] == {"USPS": 30, "MNIST": 40}[row["target"]]  # the whole tiny test split
+    assert [r["head"] for r in done] == ["kept", "kept", "replaced"]  # 26 letters → 10 digits
+    assert rows[0]["otdd"] == rows[1]["otdd"]  # the OTDD is computed once per unordered pair
+
+    out = tmp_path
+    assert (out / "transferability.csv").read_text().count("\n") == 5  # header + 4 rows
+    assert (out / "transferability.md").is_file() and (out / "scatter.png").stat().st_size > 0
+    record = json.loads((out / "transferability.json").read_text())
+    assert record["correlation"]["n"] == 3 and len(record["runs"]) == 6
+    assert -1 <= record["correlation"]["spearman_rho"] <= 1
+    assert result["correlation"] == record["correlation"]
+    assert record["datasets"]["kmnist"].startswith("skipped")
+    assert sorted(p.name for p in (out / "pretrained").glob("*.ckpt")) == [
+        "EMNIST.ckpt", "MNIST.ckpt", "USPS.ckpt"]  # each source pre-trained once
+
+
+def test_strict_stops_on_missing_data(partial_root, tmp_path):
+    cfg = compose_experiment("transferability", [
+        f"paths.data_dir={partial_root}", "task.pairs=[[kmnist,mnist]]", "task.strict=true",
+        *FAST], tmp_path)
+    with pytest.raises(FileNotFoundError, match="KMNIST"):
+        run(cfg)
+
+
+def test_pairs_all_or_listed(tmp_path):
+    cfg = compose_experiment("transferability", ["task.datasets=[a,b,c]"], tmp_path)
+    assert resolve_pairs(cfg.task) == [("a", "b"), ("a", "c"), ("b", "a"), ("b", "c"),
+                                       ("c", "a"), ("c", "b")]
+    cfg = compose_experiment("transferability", ["task.pairs=[[usps,mnist]]"], tmp_path)
+    assert resolve_pairs(cfg.task) == [("usps", "mnist")]
+    with open_dict(cfg):
+        cfg.task.pairs = "some"
+    with pytest.raises(ValueError):
+        resolve_pairs(cfg.task)
+
+
+def test_text_config_composes_with_subtasks(tmp_path):
+    cfg = compose_experiment("transferability_text", [], tmp_path)
+    assert list(cfg.task.datasets) == ["ag_news", "dbpedia", "yelp_polarity", "yelp_full"]
+    assert cfg.task.model.net._target_ == "otdata.transfer.MLP"
+    assert {"ag_news_a", "world_sports"} <= set(cfg.task.subsets)
+
+
+def test_carved_subtasks_share_no_rows():
+    X = torch.arange(400, dtype=torch.float32)[:, None]  # the row index as the feature
+    y = torch.arange(400) % 4
+    names = ["World", "Sports", "Business", "Sci/Tech"]
+    parts = disjoint_parts(y, 4)
+    assert torch.bincount(parts).tolist() == [100] * 4
+    specs = [dict(classes=None, part=0), dict(classes=[0, 1], part=2),
+             dict(classes=[2, 3], part=2), dict(classes=[0, 2], part=3)]
+    seen = []
+    for spec in specs:
+        (Xtr, ytr), (Xte, yte), kept = carve(X, y, names, parts=4, test_fraction=0.5, **spec)
+        rows = set(Xtr.flatten().tolist()) | set(Xte.flatten().tolist())
+        assert not set(Xtr.flatten().tolist()) & set(Xte.flatten().tolist())
+        assert all(not rows & other for other in seen)
+        seen.append(rows)
+        k = len(kept)
+        assert set(ytr.tolist()) == set(range(k)) and abs(len(yte) - len(ytr)) <= k  # half / half
+    (_, ytr), _, kept = carve(X, y, names, classes=[2, 3], parts=4, part=2)
+    assert kept == ["Business", "Sci/Tech"]
+    with pytest.raises(ValueError):
+        carve(X, y, names, classes=[5])
+
+
+def test_transfer_weights_replaces_the_head_only_when_needed():
+    cfg = {"_target_": "otdata.models.Classifier",
+           "net": {"_target_": "otdata.transfer.MLP", "in_features": 1, "hidden": [8]}}
+    X = torch.randn(5, 12)
+    pre = build(cfg, 4, X)
+    assert pre.net.in_features == 12
+    same = build(cfg, 4, X)
+    assert transfer_weights(pre, same) == []
+    assert torch.equal(same.net.classifier.weight, pre.net.classifier.weight)
+    reset = build(cfg, 4, X)
+    assert transfer_weights(pre, reset, head="reset") == ["net.classifier.weight", "net.classifier.bias"]
+    other = build(cfg, 2, X)
+    assert transfer_weights(pre, other) == ["net.classifier.weight", "net.classifier.bias"]
+    assert torch.equal(other.net.body[0].weight, pre.net.body[0].weight)
+    with pytest.raises(ValueError):
+        transfer_weights(pre, build(cfg, 2, X), head="keep")
+
+
+def test_mlp_classifier_checkpoint_round_trip(tmp_path):
+    model = Classifier(net=MLP(in_features=6, num_classes=3, hidden=[4]))
+    import lightning as L
+
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "mlp.ckpt")
+    loaded = Classifier.load_from_checkpoint(tmp_path / "mlp.ckpt")
+    X = torch.randn(7, 6)
+    assert torch.equal(loaded.predict(X), model.predict(X))
