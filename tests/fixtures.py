@@ -39,12 +39,21 @@ def balanced_labels(n: int, num_classes: int, offset: int = 0) -> np.ndarray:
 
 def write_mnist_like(root: Path, folder: str, n_train: int = 120, n_test: int = 40,
                      num_classes: int = 10, prefix: str = "", label_offset: int = 0,
-                     transpose: bool = False) -> Path:
-    """`<root>/<folder>/raw/<prefix>{train,t10k}-{images-idx3,labels-idx1}-ubyte` with tiny data."""
+                     transpose: bool = False, permutation: list[int] | None = None,
+                     brightness: int = 0) -> Path:
+    """`<root>/<folder>/raw/<prefix>{train,t10k}-{images-idx3,labels-idx1}-ubyte` with tiny data.
+
+    `permutation[c]` draws label c with the picture of class `permutation[c]` (a class-permuted
+    copy); `brightness` is added to every pixel (a shifted copy).
+    """
     raw = root / folder / "raw"
     for split, n, seed in (("train", n_train, 0), ("t10k" if not prefix else "test", n_test, 1)):
         labels = balanced_labels(n, num_classes, label_offset)
-        images = class_images(labels - label_offset, 28, seed)
+        drawn = labels - label_offset
+        if permutation is not None:
+            drawn = np.asarray(permutation)[drawn]
+        images = class_images(drawn, 28, seed)
+        images = np.clip(images.astype(int) + brightness, 0, 255).astype(np.uint8)
         if transpose:
             images = images.transpose(0, 2, 1)
         write_idx(raw / f"{prefix}{split}-images-idx3-ubyte", images)
