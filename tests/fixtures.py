@@ -89,3 +89,21 @@ def write_all_images(root: Path) -> Path:
     write_emnist_letters(root)
     write_usps(root)
     return root
+
+
+def compose_config(overrides: list[str], output_dir: str | Path | None = None):
+    """The composed otdata config, as `otdata <overrides>` would see it; `paths.output_dir` stands in
+    for the Hydra run folder (which only exists inside a run)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from otdata.config import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg

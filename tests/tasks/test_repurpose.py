@@ -12,13 +12,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import open_dict
-
-from otdata.config import CONFIG_DIR
 from otdata.tasks.repurpose import run
-from tests.fixtures import write_mnist_like
+from tests.fixtures import compose_config, write_mnist_like
 
 PERM = [3, 4, 5, 6, 7, 8, 9, 0, 1, 2]
 
@@ -33,17 +28,13 @@ def known_answer_root(tmp_path_factory):
 
 @pytest.mark.slow
 def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "experiment=repurpose", f"paths.data_dir={known_answer_root}",
-            f"paths.cache_dir={tmp_path / 'cache'}", "task.sources=[kmnist,emnist]",
-            "task.n_flow=200", "task.n_target=300", "task.n_test=100", "flow.steps=20",
-            "flow.progress=false", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-            "logger=csv",
-        ])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
+    cfg = compose_config([
+        "experiment=repurpose", f"paths.data_dir={known_answer_root}",
+        f"paths.cache_dir={tmp_path / 'cache'}", "task.sources=[kmnist,emnist]",
+        "task.n_flow=200", "task.n_target=300", "task.n_test=100", "flow.steps=20",
+        "flow.progress=false", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+        "logger=csv",
+    ], output_dir=tmp_path / "run")
     result = run(cfg)
 
     rows = {r["dataset"]: r for r in csv.DictReader(open(tmp_path / "run" / "repurpose.csv"))}
