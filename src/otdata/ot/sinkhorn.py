@@ -153,12 +153,32 @@ class _DenseKernel:
         return f - e * mx, g
 
     def _rescale(self, f, g, u, v, e_old, e_new):
-        """Absorb ``u``, ``v`` and move the kernel from ``e_old`` to ``e_new``."""
+        """Absorb ``u``, ``v`` and move the kernel from ``e_old`` to ``e_new`` (``B <- B^r``,
+        ``r = e_old / e_new``; ``r == 2``, the default halving, is a plain square: no ``exp``)."""
         lu, lv = u.log(), v.log()
         f = f + e_old * lu
         g = f if self.symmetric else g + e_old * lv
         r = e_old / e_new
         mx = torch.empty_like(f)
+        if abs(r - 2.0) < 1e-12:
+            for i0, i1 in self._rows():
+                blk = self.K[i0:i1]
+                blk.mul_(u[i0:i1].unsqueeze(1)).mul_(v.unsqueeze(0))
+                blk.mul_(blk)
+                mx[i0:i1] = blk.amax(1)
+            # back to the log domain only for the maxima: B <- B / max (rows or symmetric)
+            lmx = mx.log()
+            lmx = torch.where(torch.isfinite(lmx), lmx, torch.zeros_like(lmx))
+            if self.symmetric:
+                s = (-0.5 * lmx).exp()
+                for i0, i1 in self._rows():
+                    self.K[i0:i1].mul_(s[i0:i1].unsqueeze(1)).mul_(s.unsqueeze(0))
+                f = f - e_new * 0.5 * lmx
+                return f, f
+            s = (-lmx).exp()
+            for i0, i1 in self._rows():
+                self.K[i0:i1].mul_(s[i0:i1].unsqueeze(1))
+            return f - e_new * lmx, g
         for i0, i1 in self._rows():
             blk = self.K[i0:i1]
             blk.log_().add_(lu[i0:i1].unsqueeze(1)).add_(lv.unsqueeze(0))
@@ -179,7 +199,7 @@ class _DenseKernel:
 
         ``omega > 1``: over-relaxed updates ``u <- u^(1 - omega) (1 / K b v)^omega``."""
         a, b, K = self.a, self.b, self.K
-        err = float("inf")
+        err = best = float("inf")
         tiny = torch.finfo(K.dtype).tiny
         for k in range(iters):
             if self.symmetric:  # averaged symmetric update u <- sqrt(u / K(a u))
@@ -196,12 +216,16 @@ class _DenseKernel:
                 v = c.reciprocal_() if omega == 1.0 else v.pow(1.0 - omega).mul_(c.pow_(-omega))
             if err < tol:
                 return u, v, k + 1, err, True
+            best = min(best, err)
+            if omega != 1.0 and err > 10.0 * best:  # over-relaxation diverging: plain updates
+                omega = self.omega = 1.0
             if float(torch.maximum(u.log().abs().max(), v.log().abs().max())) > self.ABSORB:
                 return u, v, k + 1, err, False
         return u, v, iters, err, False
 
     def solve(self, f, g, schedule, max_iter, tol, level_iter, omega=1.0):
         n_it, err, converged = 0, float("inf"), False
+        self.omega = omega
         if self.symmetric:
             g = f
         f, g = self._start(f, g, schedule[0])
@@ -216,7 +240,7 @@ class _DenseKernel:
             budget = max_iter if last else level_iter
             while budget > 0:
                 u, v, used, err, converged = self._iterate(u, v, budget, tol if last else 0.0,
-                                                           omega if last else 1.0)
+                                                           self.omega if last else 1.0)
                 budget -= used
                 n_it += used
                 if converged:
@@ -411,7 +435,7 @@ def sinkhorn(
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     init: tuple[Tensor, Tensor] | None = None,
     level_iter: int = 1,
-    overrelax: float = 1.0,
+    overrelax: float = 1.8,
 ) -> SinkhornResult:
     """Entropic OT between weights ``a`` (n,) and ``b`` (m,) for the ground cost ``cost``.
 
@@ -455,6 +479,9 @@ def sinkhorn(
         else:
             f, g, it, err, converged = _solve_online(engine, f, g, a, b, loga, logb, schedule, max_iter, tol,
                                                      symmetric, init is not None)
+        if not symmetric:  # fix the gauge (f + c, g - c) so that <a, f> = <b, g>
+            c = 0.5 * ((b * g).sum() - (a * f).sum())
+            f, g = f + c, g - c
         entropic = (a * f).sum() + (b * g).sum()
 
     tc, mass = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
