@@ -442,11 +442,20 @@ def sinkhorn(
     ``cost``: an ``(n, m)`` tensor or a :class:`~otdata.ot.costs.Cost` (e.g.
     :class:`~otdata.ot.costs.PointCloudCost`). ``a``/``b`` default to uniform.
     ``epsilon``: absolute regularisation in cost units. ``eps_scaling``: anneal from ``max C`` by
-    factor ``scaling`` per iteration before iterating at ``epsilon`` until the L1 marginal error
+    factor ``scaling`` per level before iterating at ``epsilon`` until the L1 marginal error
     is below ``tol`` or ``max_iter`` iterations ran. ``backend``: ``"dense"`` stores the cost
     (no autograd), ``"online"`` recomputes row blocks inside the log-sum-exp (memory O(n+m)),
     ``"auto"`` stores it when it fits in ``max_dense_bytes``. ``symmetric=True`` (``a == b``,
     symmetric cost) uses the averaged symmetric update ``f <- (f + T(f)) / 2``.
+    ``level_iter``: iterations per intermediate epsilon level (GeomLoss does one).
+    ``overrelax``: over-relaxation ``omega`` of the dense iterations at the target epsilon
+    (``1`` = plain Sinkhorn; ``1.8`` typically needs ~5x fewer iterations at small
+    ``eps / max C``; it falls back to ``1`` by itself if the marginal error starts growing).
+
+    Dense backend: the Gibbs kernel ``exp((f + g - C) / eps)`` is stored once in place of ``C``
+    and iterated by matrix-vector products (see :class:`_DenseKernel`); the online backend
+    works in the log domain on recomputed blocks. Non-symmetric potentials are returned in the
+    gauge ``<a, f> = <b, g>`` (``f + c, g - c`` is the same solution for any ``c``).
 
     Returns a :class:`SinkhornResult` (see there for ``transport_cost`` vs ``entropic``).
     """
