@@ -115,3 +115,99 @@ def bures_wasserstein(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor, ridg
 def bures_wasserstein_diagonal(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor) -> Tensor:
     """All-pairs ``W2^2`` for diagonal covariances: ``||mu1-mu2||^2 + ||sqrt(v1) - sqrt(v2)||^2``."""
     return _sq(mu1, mu2) + _sq(var1.clamp_min(0).sqrt(), var2.clamp_min(0).sqrt())
+
+
+# -- batched cross terms ----------------------------------------------------------------------------
+
+
+def padded_class_index(labels: Tensor, C: int) -> tuple[Tensor, Tensor]:
+    """Row positions of every class, ``(C, n_max)``, padded with ``len(labels)``, and the counts."""
+    n = labels.shape[0]
+    counts = torch.bincount(labels, minlength=C)
+    order = torch.argsort(labels, stable=True)
+    ls = labels[order]
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(n, device=labels.device) - starts[ls]
+    idx = torch.full((C, int(counts.max()) if n else 0), n, dtype=torch.long, device=labels.device)
+    idx[ls, rank] = order
+    return idx, counts
+
+
+def nuclear_norms(K: Tensor, safe: bool = False) -> Tensor:
+    """Nuclear norms of a batch ``(..., n1, n2)``: square roots of the eigenvalues of the smaller
+    Gram matrix, summed. ``safe=True``: eigenvalues below ``1e-10 * max`` (per matrix) count as
+    zero and get no gradient (no ``d sqrt(0)``), so zero padding leaves values and gradients alone."""
+    G = K @ K.mT if K.shape[-2] <= K.shape[-1] else K.mT @ K
+    with _few_threads(G.shape[-1]):
+        w = torch.linalg.eigvalsh(0.5 * (G + G.mT))
+    if not safe:
+        return w.clamp_min(0.0).sqrt().sum(-1)
+    floor = 1e-10 * w.detach().abs().amax(-1, keepdim=True).clamp_min(1e-30)
+    keep = w.detach() > floor
+    return (torch.where(keep, w, floor).sqrt() * keep).sum(-1)
+
+
+def _cross_from_gram(K: Tensor, l1: Tensor, C1: int, l2: Tensor, C2: int, symmetric: bool,
+                     centre: bool, safe: bool) -> Tensor:
+    n, m = K.shape
+    idx1, n1 = padded_class_index(l1, C1)
+    idx2, n2 = (idx1, n1) if symmetric else padded_class_index(l2, C2)
+    if symmetric:
+        pi, pj = torch.triu_indices(C1, C1, 1, device=K.device)
+    else:
+        pi = torch.arange(C1, device=K.device).repeat_interleave(C2)
+        pj = torch.arange(C2, device=K.device).repeat(C1)
+    Kp = torch.nn.functional.pad(K, (0, 1, 0, 1))  # zero row n and column m for the padding
+    out = K.new_zeros(C1, C2)
+    if pi.numel():
+        r, c = idx1[pi], idx2[pj]
+        B = Kp[r[:, :, None], c[:, None, :]]
+        if centre:
+            a = n1[pi].to(K.dtype)[:, None, None]
+            b = n2[pj].to(K.dtype)[:, None, None]
+            B = (B - B.sum(-1, keepdim=True) / b - B.sum(-2, keepdim=True) / a
+                 + B.sum((-2, -1), keepdim=True) / (a * b))
+            B = B * ((r < n).to(K.dtype)[:, :, None] * (c < m).to(K.dtype)[:, None, :]) / (a * b).sqrt()
+        out = out.index_put((pi, pj), nuclear_norms(B, safe=safe))
+    if symmetric:
+        out = out + out.T
+        # diagonal: ||F F^T||_* = tr(F F^T) (PSD), read off the diagonal blocks of the Gram matrix
+        Kd = torch.diagonal(Kp)[idx1]  # (C, n_max), zero on padding
+        diag = Kd.sum(1)
+        if centre:
+            blk = Kp[idx1[:, :, None], idx1[:, None, :]]
+            cnt = n1.to(K.dtype)
+            diag = (diag - blk.sum((-2, -1)) / cnt) / cnt
+        out = out + torch.diag(diag)
+    return out
+
+
+def bures_cross_terms(F1: list[Tensor], F2: list[Tensor] | None = None, safe: bool = False) -> Tensor:
+    """All class-pair cross terms ``||F1[i] F2[j]^T||_*`` (``(C1, C2)``) in one matmul and one
+    batched ``eigvalsh``: the factors are stacked, ``K = F_1 F_2^T`` computed once, and the blocks
+    (zero-padded to the largest class) go through :func:`nuclear_norms`. ``F2=None``: the
+    symmetric self-term (upper triangle solved, diagonal ``tr(F F^T)``). ``safe=True`` keeps
+    gradients finite (see :func:`nuclear_norms`). Equals :func:`bures_cross_term` pair by pair."""
+    symmetric = F2 is None
+    F2 = F1 if symmetric else F2
+    A = torch.cat(list(F1))
+    B = A if symmetric else torch.cat(list(F2))
+    dev = A.device
+    l1 = torch.repeat_interleave(torch.arange(len(F1), device=dev),
+                                 torch.tensor([f.shape[0] for f in F1], device=dev))
+    l2 = l1 if symmetric else torch.repeat_interleave(
+        torch.arange(len(F2), device=dev), torch.tensor([f.shape[0] for f in F2], device=dev))
+    return _cross_from_gram(A @ B.T, l1, len(F1), l2, len(F2), symmetric, False, safe)
+
+
+def bures_cross_terms_gram(G: Tensor, l1: Tensor, C1: int, l2: Tensor | None = None,
+                           C2: int | None = None, safe: bool = False) -> Tensor:
+    """Cross terms between the class covariances (biased, ``1/n_c``) of two labeled samples,
+    from their *uncentred* Gram matrix ``G = X1 X2^T`` (``(n, m)``, labels ``l1``/``l2`` in
+    ``0..C-1``): each class-pair block is double-centred and scaled by ``1/sqrt(n_c n_c')``,
+    which is ``F_c F_c'^T`` for the low-rank factors of :func:`covariance_factor`. Reuses a Gram
+    matrix computed anyway (e.g. for a squared-Euclidean cost) instead of a second big matmul.
+    ``l2=None``: ``G = X1 X1^T`` and the symmetric self-term."""
+    symmetric = l2 is None
+    return _cross_from_gram(G, l1, C1, l1 if symmetric else l2, C1 if symmetric else C2,
+                            symmetric, True, safe)
