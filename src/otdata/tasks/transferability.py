@@ -30,7 +30,7 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -68,7 +68,6 @@ class Dataset:
     class_names: list[str]
     image_size: int | None = None
     origin: str = ""          # what it was built from, for the record
-    extra: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
