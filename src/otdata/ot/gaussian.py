@@ -137,14 +137,23 @@ def nuclear_norms(K: Tensor, safe: bool = False) -> Tensor:
     """Nuclear norms of a batch ``(..., n1, n2)``: square roots of the eigenvalues of the smaller
     Gram matrix, summed. ``safe=True``: eigenvalues below ``1e-10 * max`` (per matrix) count as
     zero and get no gradient (no ``d sqrt(0)``), so zero padding leaves values and gradients alone."""
+    # ||K||_* = s ||K / s||_*: scaling every matrix to max |entry| = 1 keeps LAPACK away from
+    # underflow (a collapsed class gives a block of round-off, ~1e-9, whose Gram is ~1e-16)
+    s = K.detach().abs().amax((-2, -1), keepdim=True).clamp_min(torch.finfo(K.dtype).tiny)
+    K = K / s
     G = K @ K.mT if K.shape[-2] <= K.shape[-1] else K.mT @ K
+    G = 0.5 * (G + G.mT)
     with _few_threads(G.shape[-1]):
-        w = torch.linalg.eigvalsh(0.5 * (G + G.mT))
+        try:
+            w = torch.linalg.eigvalsh(G)
+        except torch.linalg.LinAlgError:  # rare float32 failures: retry in float64
+            w = torch.linalg.eigvalsh(G.double()).to(G.dtype)
+    s = s.squeeze(-1).squeeze(-1)
     if not safe:
-        return w.clamp_min(0.0).sqrt().sum(-1)
+        return w.clamp_min(0.0).sqrt().sum(-1) * s
     floor = 1e-10 * w.detach().abs().amax(-1, keepdim=True).clamp_min(1e-30)
     keep = w.detach() > floor
-    return (torch.where(keep, w, floor).sqrt() * keep).sum(-1)
+    return (torch.where(keep, w, floor).sqrt() * keep).sum(-1) * s
 
 
 def _cross_from_gram(K: Tensor, l1: Tensor, C1: int, l2: Tensor, C2: int, symmetric: bool,
