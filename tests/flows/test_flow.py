@@ -179,3 +179,22 @@ def test_bad_options_raise():
         DatasetFlow(optimizer="lbfgs")
     with pytest.raises(ValueError, match="no target"):
         DatasetFlow(progress=False).run(*gaussians(SRC))
+
+
+def test_correspondence_with_unequal_class_proportions():
+    # source classes 3:1, target classes 1:1: with a uniform target, a quarter of the mass would be
+    # forced across classes and drag class-0 particles toward target class 1
+    Xs0, _ = gaussians(SRC[:1], n=45, seed=0)
+    Xs1, _ = gaussians(SRC[1:], n=15, seed=2)
+    Xs, ys = torch.cat([Xs0, Xs1]), torch.tensor([0] * 45 + [1] * 15)
+    Xt, yt = gaussians(TGT, n=30, seed=1)
+    r = DatasetFlow(target=(Xt, yt), step_size=0.25, steps=25, correspondence="identity",
+                    progress=False, distance_kwargs=DK).run(Xs, ys)
+    objective = [h["objective"] for h in r.history]
+    assert all(b <= a + 1e-4 for a, b in zip(objective, objective[1:]))
+    for c in (0, 1):
+        assert torch.dist(class_mean(r.X, r.y, c), class_mean(Xt, yt, c)) < 0.2
+    # every class-0 particle ends nearer target class 0 than target class 1
+    to0 = (r.X[ys == 0] - class_mean(Xt, yt, 0)).norm(dim=1)
+    to1 = (r.X[ys == 0] - class_mean(Xt, yt, 1)).norm(dim=1)
+    assert bool((to0 < to1).all())

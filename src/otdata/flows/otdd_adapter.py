@@ -170,12 +170,37 @@ class OTDDEngine:
         with torch.no_grad():
             self.tstats = class_factors(Xt, self.tyi, len(self.tclasses))
             self.W_tt = label_cost(self.tstats, self.tstats, self.kind, symmetric=True)
-            self.yy = None
+        self._weights = {}  # correspondence → (target weights, target self-term)
+
+    def target_measure(self, state) -> tuple[Tensor | None, Tensor | None]:
+        """Target weights ``b`` and the target self-term ``OT_eps(b, b)`` (debiased only).
+
+        Without a correspondence the target is uniform. With one, each target class ``t`` carries
+        the mass of the source classes sent to it (``sum_{c: corr[c] = t} n_c / n``), spread evenly
+        over its items, so that class ``c`` can be transported onto ``corr[c]`` alone: with uniform
+        weights, class proportions that differ between the datasets would force mass across
+        classes at the penalty's cost and drag particles toward other classes. Computed once per
+        correspondence (labels and their counts do not change during a flow).
+        """
+        corr = state.correspondence
+        key = None if corr is None else tuple(sorted(corr.items()))
+        if key not in self._weights:
+            b = None
+            if corr is not None:
+                mass = torch.zeros(len(self.tclasses), dtype=torch.float64)
+                n = float(state.counts.sum())
+                for c, count in zip(state.classes.tolist(), state.counts.tolist()):
+                    mass[self.tpos[corr[c]]] += count / n
+                b = (mass / self.tcounts.double())[self.tyi].to(self.Xt.dtype)
+            yy = None
             if self.debiased:
-                cost = PointCloudCost(Xt, Xt, self.p, self.lambda_x, self.W_tt, self.tyi, self.tyi,
-                                      self.lambda_y)
-                self.yy = sinkhorn(None, None, cost, self.epsilon, symmetric=True,
-                                   differentiable=False, **self.sk).loss.detach()
+                with torch.no_grad():
+                    cost = PointCloudCost(self.Xt, self.Xt, self.p, self.lambda_x, self.W_tt,
+                                          self.tyi, self.tyi, self.lambda_y)
+                    yy = sinkhorn(b, b, cost, self.epsilon, symmetric=True, differentiable=False,
+                                  **self.sk).loss.detach()
+            self._weights[key] = (b, yy)
+        return self._weights[key]
 
     # -- source -----------------------------------------------------------------------------------
 
@@ -305,10 +330,11 @@ class OTDDEngine:
                 cache["otdd_step"] = state.step
             W_st, W_ss = cache["otdd_W_st"], cache["otdd_W_ss"]
         W_st = self._penalise(W_st, state, X)
+        b, yy = self.target_measure(state)
         warm = self.warm_start and "otdd_f_xy" in cache and cache["otdd_f_xy"].shape[0] == X.shape[0]
         with torch.no_grad():
             c_xy = self._cost_from_gram(G_xy, x2, y2, W_st, state.yi, self.tyi)
-            xy = sinkhorn(None, None, MatrixCost(c_xy), self.epsilon,
+            xy = sinkhorn(None, b, MatrixCost(c_xy), self.epsilon,
                           init=(cache["otdd_f_xy"], cache["otdd_g_xy"]) if warm else None,
                           eps_scaling=not warm, differentiable=False, **self.sk)
             P_xy = self._plan(c_xy, xy)
@@ -326,7 +352,7 @@ class OTDDEngine:
                 S_xx = P_xx + P_xx.T
                 coef = coef - 0.5 * S_xx.sum(1)
                 # Sinkhorn divergence, target self-term precomputed at bind
-                value = value - 0.5 * xx.entropic - 0.5 * self.yy.to(X.dtype)
+                value = value - 0.5 * xx.entropic - 0.5 * yy.to(X.dtype)
             g = torch.addmm(coef.unsqueeze(1) * Xc, P_xy, Y, alpha=-1.0)
             if self.debiased:
                 g.addmm_(S_xx, Xc, alpha=0.5)
@@ -357,13 +383,14 @@ class OTDDEngine:
         X = state.X
         W_st, W_ss = self._source_costs(state, label_update_every)
         W_st = self._penalise(W_st, state, X)
+        b, yy = self.target_measure(state)
         xt = self.Xt.to(X.dtype)
         c_xy = self._dense(PointCloudCost(X, xt, self.p, self.lambda_x, W_st, state.yi, self.tyi,
                                           self.lambda_y))
         cache = state.cache
         warm = self.warm_start and "otdd_f_xy" in cache and cache["otdd_f_xy"].shape[0] == X.shape[0]
         kw = dict(self.sk)
-        xy = sinkhorn(None, None, c_xy, self.epsilon,
+        xy = sinkhorn(None, b, c_xy, self.epsilon,
                       init=(cache["otdd_f_xy"], cache["otdd_g_xy"]) if warm else None,
                       eps_scaling=not warm, **kw)
         if self.warm_start:
@@ -378,4 +405,4 @@ class OTDDEngine:
         if self.warm_start:
             cache["otdd_f_xx"] = xx.f
         # Sinkhorn divergence S = OT(a,b) - OT(a,a)/2 - OT(b,b)/2, target self-term precomputed
-        return xy.loss - 0.5 * xx.loss - 0.5 * self.yy.to(X.dtype)
+        return xy.loss - 0.5 * xx.loss - 0.5 * yy.to(X.dtype)
