@@ -6,7 +6,9 @@ import logging
 from collections.abc import Mapping
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from otdata.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +35,16 @@ def instantiate_callbacks(cfg: DictConfig) -> list:
 def instantiate_loggers(cfg: DictConfig) -> list:
     """The Lightning loggers of `cfg.logger` (a dict of `_target_` entries; none → [])."""
     return _instantiate_group(cfg.get("logger"), "logger")
+
+
+def source_config(cfg: DictConfig, name: str) -> DictConfig:
+    """The composed config with `source` replaced by `conf/data/<name>.yaml` (+ task.source_overrides)."""
+    path = CONFIG_DIR / "data" / f"{name}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
+        raise ValueError(f"{name!r} is not a data config; use one of {options}.")
+    node = OmegaConf.merge(OmegaConf.load(path), cfg.task.get("source_overrides") or {})
+    local = cfg.copy()
+    with open_dict(local):
+        local.source = node
+    return local

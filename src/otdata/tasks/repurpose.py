@@ -27,14 +27,13 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from otdata import plots
-from otdata.config import CONFIG_DIR
 from otdata.data import DataFileError
 from otdata.flows import FlowResult, match_classes
 from otdata.tables import write_table
-from otdata.tasks.common import instantiate_loggers
+from otdata.tasks.common import instantiate_loggers, source_config
 from otdata.tasks.train import load_or_train_classifier
 
 log = logging.getLogger(__name__)
@@ -45,19 +44,6 @@ PAPER = {
     "FashionMNIST": (8.22, 99.1), "EMNIST": (3.62, 36.7),
 }
 PROTOCOLS = ("identity", "correspondence")
-
-
-def source_config(cfg: DictConfig, name: str) -> DictConfig:
-    """The composed config with `source` replaced by `conf/data/<name>.yaml` (+ task.source_overrides)."""
-    path = CONFIG_DIR / "data" / f"{name}.yaml"
-    if not path.is_file():
-        options = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
-        raise ValueError(f"task.sources names {name!r}, which is not a data config; use one of {options}.")
-    node = OmegaConf.merge(OmegaConf.load(path), cfg.task.get("source_overrides") or {})
-    local = cfg.copy()
-    with open_dict(local):
-        local.source = node
-    return local
 
 
 def accuracy(predicted: torch.Tensor, expected: torch.Tensor) -> float:

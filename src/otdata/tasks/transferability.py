@@ -43,7 +43,7 @@ from otdata.correlation import correlate, describe
 from otdata.data import DataFileError
 from otdata.models import Classifier
 from otdata.tables import write_table
-from otdata.tasks.repurpose import source_config
+from otdata.tasks.common import source_config
 from otdata.tasks.train import _container, load_or_train_classifier
 from otdata.transfer import (TensorDataModule, accuracy, build, carve, fit, quiet_lightning,
                              sample, transfer_weights)
