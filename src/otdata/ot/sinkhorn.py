@@ -30,7 +30,11 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from ._threads import single_thread
 from .costs import Cost, MatrixCost
+
+#: dense problems up to this many entries are solved on one thread (per-op overhead dominates).
+SINGLE_THREAD_ELEMENTS = 1 << 24
 
 #: ``backend="auto"`` stores the cost matrix when it takes at most this many bytes.
 DEFAULT_MAX_DENSE_BYTES = 2 * 1024**3
@@ -483,17 +487,20 @@ def sinkhorn(
             g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
         if engine.backend == "dense":
             kern = _DenseKernel(engine.take_dense(), a, b, symmetric, block_elements)
-            f, g, it, err, converged = kern.solve(f, g, schedule, max_iter, tol, level_iter, overrelax)
+            with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
+                f, g, it, err, converged = kern.solve(f, g, schedule, max_iter, tol, level_iter, overrelax)
             engine.kernel = kern
         else:
-            f, g, it, err, converged = _solve_online(engine, f, g, a, b, loga, logb, schedule, max_iter, tol,
-                                                     symmetric, init is not None)
+            with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
+                f, g, it, err, converged = _solve_online(engine, f, g, a, b, loga, logb, schedule, max_iter, tol,
+                                                         symmetric, init is not None)
         if not symmetric:  # fix the gauge (f + c, g - c) so that <a, f> = <b, g>
             c = 0.5 * ((b * g).sum() - (a * f).sum())
             f, g = f + c, g - c
         entropic = (a * f).sum() + (b * g).sum()
 
-    tc, mass = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
+    with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
+        tc, mass = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
     loss = entropic + (tc - tc.detach()) if tc.requires_grad else entropic.clone()
     return SinkhornResult(
         f=f, g=g, a=a, b=b, epsilon=float(epsilon), transport_cost=tc.detach(), entropic=entropic,
