@@ -99,3 +99,14 @@ def test_safe_self_term_gradient_matches_pair_loop():
     g_ref = torch.autograd.grad(ref[iu[0], iu[1]].sum(), F1)
     for a, b in zip(g, g_ref):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-8)
+
+
+def test_chunked_pairs_give_the_same_values(monkeypatch):
+    import otdata.ot.gaussian as gaussian
+
+    _, F1 = _factors([7, 5, 9], 10, 7)
+    _, F2 = _factors([6, 8], 10, 8)
+    full, self_full = bures_cross_terms(F1, F2), bures_cross_terms(F1)
+    monkeypatch.setattr(gaussian, "_BLOCK_ELEMENTS", 100)  # one pair per chunk
+    assert torch.allclose(bures_cross_terms(F1, F2), full, rtol=1e-9, atol=1e-7)
+    assert torch.allclose(bures_cross_terms(F1), self_full, rtol=1e-9, atol=1e-7)

@@ -156,6 +156,9 @@ def nuclear_norms(K: Tensor, safe: bool = False) -> Tensor:
     return (torch.where(keep, w, floor).sqrt() * keep).sum(-1) * s
 
 
+_BLOCK_ELEMENTS = 1 << 24
+
+
 def _cross_from_gram(K: Tensor, l1: Tensor, C1: int, l2: Tensor, C2: int, symmetric: bool,
                      centre: bool, safe: bool) -> Tensor:
     n, m = K.shape
@@ -168,16 +171,22 @@ def _cross_from_gram(K: Tensor, l1: Tensor, C1: int, l2: Tensor, C2: int, symmet
         pj = torch.arange(C2, device=K.device).repeat(C1)
     Kp = torch.nn.functional.pad(K, (0, 1, 0, 1))  # zero row n and column m for the padding
     out = K.new_zeros(C1, C2)
-    if pi.numel():
-        r, c = idx1[pi], idx2[pj]
+    # pairs in chunks of at most ``_BLOCK_ELEMENTS`` padded entries (big full-rank factors)
+    chunk = max(1, _BLOCK_ELEMENTS // max(1, idx1.shape[1] * idx2.shape[1]))
+    vals = []
+    for k0 in range(0, pi.numel(), chunk):
+        qi, qj = pi[k0:k0 + chunk], pj[k0:k0 + chunk]
+        r, c = idx1[qi], idx2[qj]
         B = Kp[r[:, :, None], c[:, None, :]]
         if centre:
-            a = n1[pi].to(K.dtype)[:, None, None]
-            b = n2[pj].to(K.dtype)[:, None, None]
+            a = n1[qi].to(K.dtype)[:, None, None]
+            b = n2[qj].to(K.dtype)[:, None, None]
             B = (B - B.sum(-1, keepdim=True) / b - B.sum(-2, keepdim=True) / a
                  + B.sum((-2, -1), keepdim=True) / (a * b))
             B = B * ((r < n).to(K.dtype)[:, :, None] * (c < m).to(K.dtype)[:, None, :]) / (a * b).sqrt()
-        out = out.index_put((pi, pj), nuclear_norms(B, safe=safe))
+        vals.append(nuclear_norms(B, safe=safe))
+    if vals:
+        out = out.index_put((pi, pj), torch.cat(vals))
     if symmetric:
         out = out + out.T
         # diagonal: ||F F^T||_* = tr(F F^T) (PSD), read off the diagonal blocks of the Gram matrix
