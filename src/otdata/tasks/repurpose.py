@@ -58,7 +58,7 @@ def mapped(y: torch.Tensor, correspondence: dict[int, int]) -> torch.Tensor:
 def discover_correspondence(cfg, Xs, ys, Xt, yt) -> dict[int, int]:
     """Match source classes to target classes from the OTDD label distances on raw data."""
     distance = instantiate(cfg.distance)
-    W = distance(Xs, ys, Xt, yt).label_distances
+    W = distance.label_distances(distance.prepare(Xs, ys), distance.prepare(Xt, yt))
     return match_classes(W, torch.unique(ys), torch.unique(yt), method=cfg.task.match)
 
 
