@@ -129,6 +129,16 @@ class _DenseKernel:
         self.n, self.m = K.shape
         self.step = max(1, min(block_elements, 1 << 18) // max(self.m, 1))
         self.eps = None
+        self.mv_threads = 1
+
+    def _mv(self, M: Tensor, x: Tensor) -> Tensor:
+        if self.mv_threads == 1:
+            return torch.mv(M, x)
+        torch.set_num_threads(self.mv_threads)
+        try:
+            return torch.mv(M, x)
+        finally:
+            torch.set_num_threads(1)
 
     def _rows(self):
         for i0 in range(0, self.n, self.step):
@@ -207,15 +217,15 @@ class _DenseKernel:
         tiny = torch.finfo(K.dtype).tiny
         for k in range(iters):
             if self.symmetric:  # averaged symmetric update u <- sqrt(u / K(a u))
-                s = torch.mv(K, a * u).clamp_min_(tiny)
+                s = self._mv(K, a * u).clamp_min_(tiny)
                 w = u * s
                 err = float((a * (w - 1).abs()).sum())
                 u = (u / s).sqrt_()
                 v = u
             else:
-                un = torch.mv(K, b * v).clamp_min_(tiny).reciprocal_()
+                un = self._mv(K, b * v).clamp_min_(tiny).reciprocal_()
                 u = un if omega == 1.0 else u.pow(1.0 - omega).mul_(un.pow_(omega))
-                c = torch.mv(K.T, a * u).clamp_min_(tiny)
+                c = self._mv(K.T, a * u).clamp_min_(tiny)
                 err = float((b * (v * c - 1).abs()).sum())
                 v = c.reciprocal_() if omega == 1.0 else v.pow(1.0 - omega).mul_(c.pow_(-omega))
             if err < tol:
@@ -487,7 +497,9 @@ def sinkhorn(
             g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
         if engine.backend == "dense":
             kern = _DenseKernel(engine.take_dense(), a, b, symmetric, block_elements)
-            with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
+            # vector updates on one thread always; big mat-vecs keep the caller's threads
+            kern.mv_threads = 1 if n * m <= SINGLE_THREAD_ELEMENTS else torch.get_num_threads()
+            with single_thread(True):
                 f, g, it, err, converged = kern.solve(f, g, schedule, max_iter, tol, level_iter, overrelax)
             engine.kernel = kern
         else:
