@@ -13,7 +13,7 @@ import csv
 
 import pytest
 from otdata.tasks.repurpose import run
-from tests.fixtures import compose_config, write_mnist_like
+from tests.fixtures import compose_config, write_emnist_letters, write_mnist_like
 
 PERM = [3, 4, 5, 6, 7, 8, 9, 0, 1, 2]
 
@@ -23,6 +23,7 @@ def known_answer_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("known")
     write_mnist_like(root, "MNIST", n_train=600, n_test=200)
     write_mnist_like(root, "KMNIST", n_train=300, n_test=100, permutation=PERM, brightness=25)
+    write_emnist_letters(root, n_train=260, n_test=104)
     return root
 
 
@@ -30,7 +31,7 @@ def known_answer_root(tmp_path_factory):
 def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path):
     cfg = compose_config([
         "experiment=repurpose", f"paths.data_dir={known_answer_root}",
-        f"paths.cache_dir={tmp_path / 'cache'}", "task.sources=[kmnist,emnist]",
+        f"paths.cache_dir={tmp_path / 'cache'}", "task.sources=[kmnist,emnist,fashion_mnist]",
         "task.n_flow=200", "task.n_target=300", "task.n_test=100", "flow.steps=20",
         "flow.progress=false", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
         "logger=csv",
@@ -38,9 +39,9 @@ def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path):
     result = run(cfg)
 
     rows = {r["dataset"]: r for r in csv.DictReader(open(tmp_path / "run" / "repurpose.csv"))}
-    assert (tmp_path / "run" / "repurpose.md").read_text().count("\n") == 2 + 3
-    assert set(rows) == {"MNIST", "KMNIST", "emnist"}
-    assert "skipped" in rows["emnist"]["status"]  # no EMNIST files in this root: skipped, not fatal
+    assert (tmp_path / "run" / "repurpose.md").read_text().count("\n") == 2 + 4
+    assert set(rows) == {"MNIST", "KMNIST", "EMNIST", "fashion_mnist"}
+    assert "skipped" in rows["fashion_mnist"]["status"]  # no files in this root: skipped, not fatal
     assert float(rows["MNIST"]["raw_identity"]) > 95
     k = {key: float(v) for key, v in rows["KMNIST"].items()
          if key.startswith(("raw", "flowed", "out_of")) and v}
@@ -52,4 +53,11 @@ def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path):
     assert k["flowed_identity"] > 90 and k["flowed_correspondence"] > 90
     assert k["out_of_sample_identity"] > 80 and k["out_of_sample_correspondence"] > 80
     assert (tmp_path / "run" / "KMNIST" / "before_after_identity.png").stat().st_size > 0
+
+    # 26 letters, 10 digits: under the identity protocol only letters a..j can ever be right
+    # (10/26 of a balanced sample); the discovered balanced matching sends every letter somewhere
+    e = {key: float(v) for key, v in rows["EMNIST"].items() if key.startswith("flowed") and v}
+    assert e["flowed_identity"] <= 100 * 10 / 26 + 1e-6
+    assert e["flowed_correspondence"] > 80
+    assert len(rows["EMNIST"]["correspondence"].split()) == 26
     assert 0 <= result["objective"] <= 100

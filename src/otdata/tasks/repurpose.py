@@ -71,18 +71,28 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
     image_shape = (1, source.image_size, source.image_size)
     found = discover_correspondence(cfg, Xs, ys, Xt, yt)
     targets = {"identity": {int(c): int(c) for c in torch.unique(ys)}, "correspondence": found}
+    target_classes = set(yt.tolist())
+    # Under the identity protocol a source class the target lacks (EMNIST letters k..z) can never be
+    # right; its particles still have to flow somewhere: to the class the data matched them to.
+    flow_targets = {
+        "identity": {c: c if c in target_classes else found[c] for c in targets["identity"]},
+        "correspondence": found,
+    }
 
     row = {"dataset": source.name, "n_flow": len(ys), "n_test": len(yq)}
     raw_pred = classifier.predict(Xs)
     folder = out / source.name
+    flows: dict[tuple, FlowResult] = {}  # one flow per distinct correspondence
     for protocol in PROTOCOLS:
         corr = targets[protocol]
-        flow_corr = {c: t for c, t in corr.items() if int(t) in set(yt.tolist())}
-        flow = instantiate(cfg.flow, correspondence=flow_corr or None,
-                           checkpoint_dir=str(folder / protocol / "checkpoints"))
-        log.info("%s: flowing %d particles toward %s (%s protocol)", source.name, len(ys),
-                 target_dm.name, protocol)
-        result: FlowResult = flow.run(Xs, ys, target=(Xt, yt))
+        key = tuple(sorted(flow_targets[protocol].items()))
+        if key not in flows:
+            flow = instantiate(cfg.flow, correspondence=flow_targets[protocol],
+                               checkpoint_dir=str(folder / protocol / "checkpoints"))
+            log.info("%s: flowing %d particles toward %s (%s protocol)", source.name, len(ys),
+                     target_dm.name, protocol)
+            flows[key] = flow.run(Xs, ys, target=(Xt, yt))
+        result = flows[key]
         result.save(folder / protocol / "flow.pt")
         moved = result.extend(Xq, k=cfg.task.extension_k)
         row[f"raw_{protocol}"] = accuracy(raw_pred, mapped(ys, corr))
