@@ -155,3 +155,16 @@ def test_bad_inputs():
         sinkhorn(None, None, torch.rand(3, 3), 0.1, backend="gpu")
     with pytest.raises(TypeError):
         sinkhorn(None, None, [[1.0]], 0.1)
+
+
+def test_dense_kernel_variants_agree():
+    # over-relaxation, iterations per level and the epsilon ratio (squaring vs power path) only
+    # change the route, not the solution; the online log-domain solver is the independent check
+    x, y = _clouds(45, 35, 3, seed=5)
+    cost = PointCloudCost(x, y)
+    ref = sinkhorn(None, None, cost, 0.01, backend="online", tol=1e-9, max_iter=20000)
+    for kw in (dict(overrelax=1.0), dict(overrelax=1.8), dict(level_iter=3, scaling=0.7)):
+        r = sinkhorn(None, None, cost, 0.01, backend="dense", tol=1e-9, max_iter=20000, **kw)
+        assert r.converged
+        assert float(r.transport_cost) == pytest.approx(float(ref.transport_cost), rel=1e-6)
+        assert torch.allclose(r.f, ref.f, atol=1e-6) and torch.allclose(r.g, ref.g, atol=1e-6)
