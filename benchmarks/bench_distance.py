@@ -1,11 +1,12 @@
 """OTDD benchmark: MNIST vs USPS (d=784), ours vs POT and GeomLoss, full-size run, scaling.
 
-Usage: python benchmarks/bench_distance.py [--data-dir ../shared/data] [--quick] [--no-write]
+Usage: python benchmarks/bench_distance.py [--data-dir ../shared/data] [--part compare|ours|scaling|all]
+       [--sizes 1000,2000,...]   (prints a markdown table; the numbers live in benchmarks/RESULTS.md)
 
 Fairness: all three solve entropic OT on the *same* augmented cost
 C = ||x - x'||^2 + W2^2(class, class') (label distances computed once, by us) at the same
-absolute epsilon. POT ``sinkhorn2(method='sinkhorn_log')`` returns the transport cost <pi, C>,
-compared with our ``value``. GeomLoss ``SamplesLoss('sinkhorn', p=2, blur=eps**(1/2))`` uses
+absolute epsilon. POT ``sinkhorn2(method='sinkhorn_log')`` (torch float32 inputs) returns the
+transport cost <pi, C>, compared with our ``value``. GeomLoss ``SamplesLoss('sinkhorn', p=2, blur=eps**(1/2))`` uses
 eps = blur**p and, with its default cost, C/2; we pass the full cost C as a custom cost so its
 epsilon is exactly eps, and compare its debiased output with our ``divergence``.
 Peak memory: ru_maxrss of a fresh subprocess per measurement.
