@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from otdata.ot import MatrixCost, PointCloudCost, covariance_factor, sinkhorn
+from otdata.ot._threads import single_thread
 from otdata.ot.gaussian import bures_cross_terms, bures_cross_terms_gram
 
 __all__ = ["OTDDEngine", "class_factors", "label_cost", "source_stats"]
@@ -52,21 +53,9 @@ def class_factors(X: Tensor, yi: Tensor, C: int) -> tuple[Tensor, list[Tensor], 
     return torch.stack(means), factors, torch.stack(traces)
 
 
-class _one_thread:
-    """Run small batched eigen-solves single-threaded: for (few hundred)^2 matrices LAPACK's thread
-    start-up dominates, and on a busy machine multi-threaded ``eigvalsh`` can be 100x slower."""
-
-    def __enter__(self):
-        self.n = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.n)
-
-
 def label_cost(stats1, stats2, kind: str, symmetric: bool = False) -> Tensor:
     """``(C1, C2)`` label-distance matrix from ``(means, factors, traces)`` pairs."""
-    with _one_thread():
+    with single_thread():
         return _label_cost(stats1, stats2, kind, symmetric)
 
 

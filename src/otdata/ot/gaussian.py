@@ -14,31 +14,16 @@ of the eigenvalues of the small Gram matrix ``K K^T`` (or ``K^T K``), ``K = F1 F
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
-
-@contextlib.contextmanager
-def _few_threads(size: int):
-    """Small ``eigh``/``eigvalsh`` calls run far faster on one thread than on several (LAPACK's
-    thread start-up and synchronisation dominate, badly so on a busy machine)."""
-    prev = torch.get_num_threads()
-    if size > 1024 or prev == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
+from otdata.ot._threads import single_thread
 
 
 def sqrtm_psd(S: Tensor, ridge: float = 0.0) -> Tensor:
     """Symmetric PSD square root (batched) by ``eigh``; eigenvalues clamped at 0 (+ ``ridge``)."""
     S = 0.5 * (S + S.transpose(-1, -2))
-    with _few_threads(S.shape[-1]):
+    with single_thread(S.shape[-1] <= 1024):
         w, V = torch.linalg.eigh(S)
     w = (w.clamp_min(0.0) + ridge).sqrt()
     return (V * w.unsqueeze(-2)) @ V.transpose(-1, -2)
@@ -78,7 +63,7 @@ def bures_wasserstein_factors(
     """All-pairs ``W2^2`` (``(C1, C2)``) from means, covariance factors and traces."""
     M = torch.cdist(mu1, mu2).pow(2) if mu1.requires_grad or mu2.requires_grad else _sq(mu1, mu2)
     size = max([f.shape[0] for f in list(F1) + list(F2)] + [0])
-    with _few_threads(size):
+    with single_thread(size <= 1024):
         cross = torch.stack([torch.stack([bures_cross_term(f1, f2) for f2 in F2]) for f1 in F1])
     return (M + tr1.unsqueeze(1) + tr2.unsqueeze(0) - 2 * cross).clamp_min(0.0)
 
@@ -143,7 +128,7 @@ def nuclear_norms(K: Tensor, safe: bool = False) -> Tensor:
     K = K / s
     G = K @ K.mT if K.shape[-2] <= K.shape[-1] else K.mT @ K
     G = 0.5 * (G + G.mT)
-    with _few_threads(G.shape[-1]):
+    with single_thread(G.shape[-1] <= 1024):
         try:
             w = torch.linalg.eigvalsh(G)
         except torch.linalg.LinAlgError:  # rare float32 failures: retry in float64
