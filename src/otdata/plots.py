@@ -14,10 +14,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as PNG (making the folder) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -56,7 +57,7 @@ def label_distance_heatmap(
                 ax.text(j, i, f"{D[i, j]:.3g}", ha="center", va="center", fontsize=7,
                         color="white" if D[i, j] > threshold else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def correspondence_grid(
@@ -83,7 +84,7 @@ def correspondence_grid(
     for j in range(k):
         axes[0, j + 1].set_title(f"match {j + 1}", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_rows(
@@ -103,7 +104,7 @@ def image_rows(
         axes[r, 0].set_ylabel(name, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def labeled_scatter(
@@ -124,4 +125,4 @@ def labeled_scatter(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

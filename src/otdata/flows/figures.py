@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from otdata.plots import save_figure
+
 __all__ = ["to_images", "image_grid", "save_image_grid", "save_flow_snapshots", "save_flow_gif",
            "plot_history"]
 
@@ -122,11 +124,7 @@ def save_flow_snapshots(trajectory, path: str | Path, image_shape=None, n_images
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def save_flow_gif(trajectory, path: str | Path, image_shape=None, n_images: int = 32,
@@ -170,8 +168,4 @@ def plot_history(history: list[dict], path: str | Path, keys: Sequence[str] | No
     ax.set_xlabel("step")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
