@@ -10,9 +10,12 @@ by the extension follow.
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
-from otdata.tasks.repurpose import run
+import torch
+from otdata import plots
+from otdata.tasks.repurpose import log_results, run
 from tests.fixtures import compose_config, write_emnist_letters, write_mnist_like
 
 PERM = [3, 4, 5, 6, 7, 8, 9, 0, 1, 2]
@@ -61,3 +64,21 @@ def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path):
     assert e["flowed_correspondence"] > 80
     assert len(rows["EMNIST"]["correspondence"].split()) == 26
     assert 0 <= result["objective"] <= 100
+
+
+def test_wandb_logger_records_table_and_figures_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    plots.image_rows({"flowed": torch.rand(4, 784)}, out / "USPS" / "before_after_identity.png")
+    cfg = compose_config(["experiment=repurpose", "logger=wandb"], output_dir=out)
+    log_results(cfg, [{"dataset": "USPS", "raw_identity": 80.0, "flowed_identity": 99.5}], out)
+
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1  # offline: nothing sent, everything kept for `wandb sync`
+    tables = list(runs[0].glob("files/media/table/repurpose_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == ["dataset", "raw_identity", "flowed_identity"]
+    assert table["data"] == [["USPS", 80.0, 99.5]]
+    assert list(runs[0].glob("files/media/images/before_after_*.png"))
