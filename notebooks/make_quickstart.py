@@ -30,7 +30,7 @@ CELLS = [
         "from otdata.distance import DatasetDistance\n"
         "from otdata.flows import DatasetFlow\n"
         "from otdata.tables import to_markdown\n"
-        "from otdata.tasks.train import load_or_train_classifier\n\n"
+        "from otdata.models import load_or_train_classifier\n\n"
         "DATA_DIR = os.environ.get('OTDATA_DATA_DIR', 'data')\n"
         "N = int(os.environ.get('QUICKSTART_N', 1000))          # particles per dataset\n"
         "STEPS = int(os.environ.get('QUICKSTART_STEPS', 40))    # flow steps\n"

@@ -15,7 +15,8 @@ from otdata.config import CONFIG_DIR
 from otdata.data import MNISTDataModule
 from otdata.models import Classifier
 from otdata.tasks.common import instantiate_callbacks, instantiate_loggers
-from otdata.tasks.train import load_or_train_classifier, run
+from otdata.models import load_or_train_classifier
+from otdata.tasks.train import run
 
 TINY_MODEL = ["model.net.channels=[4,8]", "model.net.hidden=16"]
 FAST_TRAINER = ["trainer.max_epochs=1", "trainer.accelerator=cpu",
@@ -87,9 +88,9 @@ def test_load_or_train_classifier(data_root, tmp_path):
 
 
 def test_build_classifier_resolves_against_the_whole_config(tmp_path):
-    from otdata.tasks.train import _container, build_classifier
+    from otdata.models import build_classifier, config_dict
 
     cfg = compose_train(["data=usps", "data.image_size=16", "model=lenet"], tmp_path)
     model = build_classifier(cfg.model, num_classes=7)
     assert model.net.image_size == 16 and model.num_classes == 7
-    assert _container(cfg.trainer)["default_root_dir"] == str(tmp_path)  # ${paths.output_dir}
+    assert config_dict(cfg.trainer)["default_root_dir"] == str(tmp_path)  # ${paths.output_dir}

@@ -34,7 +34,7 @@ from otdata.data import DataFileError
 from otdata.flows import FlowResult, match_classes
 from otdata.tables import write_table
 from otdata.tasks.common import instantiate_loggers, source_config
-from otdata.tasks.train import load_or_train_classifier
+from otdata.models import load_or_train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ PAPER = {
     "FashionMNIST": (8.22, 99.1), "EMNIST": (3.62, 36.7),
 }
 PROTOCOLS = ("identity", "correspondence")
+#: Trainer keys that do not change the trained classifier (left out of its cache key).
+NOT_SHAPING = ("default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
+               "logger", "callbacks")
 
 
 def accuracy(predicted: torch.Tensor, expected: torch.Tensor) -> float:
@@ -111,17 +114,46 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
     return row
 
 
+def classifier_seed(cfg) -> int:
+    """The frozen classifier's seed: `task.classifier_seed`, or the run's seed when that is null."""
+    seed = cfg.task.get("classifier_seed")
+    return int(cfg.seed if seed is None else seed)
+
+
 def classifier_checkpoint(cfg) -> Path:
     """`task.classifier_ckpt`, or a cache path keyed by everything that shapes the classifier."""
     if cfg.task.classifier_ckpt:
         return Path(cfg.task.classifier_ckpt)
     recipe = OmegaConf.to_container(cfg, resolve=True)
-    shaping = {key: recipe[key] for key in ("model", "trainer", "seed")}
+    shaping = {key: recipe[key] for key in ("model", "trainer")}
+    shaping["seed"] = classifier_seed(cfg)
     shaping["target"] = {k: v for k, v in recipe["target"].items()
                          if k not in ("data_dir", "num_workers", "download")}
-    shaping["trainer"].pop("default_root_dir", None)
+    shaping["target"]["seed"] = classifier_seed(cfg)
+    for key in NOT_SHAPING:  # display and bookkeeping only: the same classifier either way
+        shaping["trainer"].pop(key, None)
     key = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
     return Path(cfg.paths.cache_dir) / "classifiers" / f"{cfg.target._target_.split('.')[-1]}-{key}.ckpt"
+
+
+def frozen_classifier(cfg):
+    """The target's classifier: loaded from `task.classifier_ckpt` or the cache, else trained (and
+    cached), with log lines that say which and how long it took."""
+    checkpoint = classifier_checkpoint(cfg)
+    seed = classifier_seed(cfg)
+    if checkpoint.is_file():
+        return load_or_train_classifier(None, checkpoint)
+    log.info("No cached %s classifier at %s: training one now (model=%s, %s epochs, seed %d; "
+             "about 5 min on 2 idle CPU cores). Later runs load it from the cache; "
+             "task.classifier_ckpt=<file> uses another.",
+             cfg.target._target_.split(".")[-1].removesuffix("DataModule"), checkpoint,
+             cfg.model.net._target_.split(".")[-1], cfg.trainer.get("max_epochs"), seed)
+    start = time.perf_counter()
+    train_dm = instantiate(cfg.target, seed=seed)
+    classifier, checkpoint = load_or_train_classifier(
+        train_dm, checkpoint, model=cfg.model, trainer=cfg.trainer, seed=seed)
+    log.info("Trained the classifier in %.0f s → %s", time.perf_counter() - start, checkpoint)
+    return classifier, checkpoint
 
 
 def log_results(cfg, rows: list[dict], out: Path) -> None:
@@ -144,8 +176,7 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     target_dm = instantiate(cfg.target)
-    classifier, checkpoint = load_or_train_classifier(
-        target_dm, classifier_checkpoint(cfg), model=cfg.model, trainer=cfg.trainer, seed=cfg.seed)
+    classifier, checkpoint = frozen_classifier(cfg)
     classifier.eval().requires_grad_(False)
     Xt, yt = target_dm.tensors("train", max_samples=cfg.task.n_target, flatten=True)
     Xtest, ytest = target_dm.tensors("test", flatten=True)

@@ -14,7 +14,7 @@ OTDD paper (Alvarez-Melis & Fusi 2020) reports a negative one (ρ ≈ −0.59 on
 
 Datasets are data configs (`conf/data/<name>.yaml`, loaded like the repurpose task's sources) or
 sub-tasks named in `task.subsets` (some classes / a disjoint part of a data config's split, see
-`otdata.transfer.carve`). A dataset whose files are missing is skipped: its pairs get a row whose
+`otdata.models.transfer.carve`). A dataset whose files are missing is skipped: its pairs get a row whose
 status says so (`task.strict=true` stops instead).
 
 Writes `transferability.csv/.md` (one row per pair), `transferability.json` (rows, per-seed
@@ -44,8 +44,8 @@ from otdata.data import DataFileError
 from otdata.models import Classifier
 from otdata.tables import write_table
 from otdata.tasks.common import source_config
-from otdata.tasks.train import _container, load_or_train_classifier
-from otdata.transfer import (TensorDataModule, accuracy, build, carve, fit, quiet_lightning,
+from otdata.models import config_dict, load_or_train_classifier
+from otdata.models.transfer import (TensorDataModule, accuracy, build, carve, fit, quiet_lightning,
                              sample, transfer_weights)
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Experiment:
                                   batch_size=task.pretrain_batch_size, val_fraction=0.1)
             L.seed_everything(seed, workers=True)
             model = build(self.model_cfg, source.num_classes, source.X, source.image_size)
-            trainer = _container(self.cfg.trainer)
+            trainer = config_dict(self.cfg.trainer)
             trainer.update(max_epochs=int(task.pretrain_epochs), min_epochs=1,
                            enable_progress_bar=False, enable_model_summary=False,
                            default_root_dir=str(self.out / "pretrained"))
@@ -311,9 +311,9 @@ def _run(cfg: DictConfig) -> dict:
         "paper_spearman": PAPER_SPEARMAN, "datasets": datasets, "seconds": seconds,
         "settings": {
             "task": OmegaConf.to_container(cfg.task, resolve=True),
-            "model": _container(experiment.model_cfg),
+            "model": config_dict(experiment.model_cfg),
             "distance": OmegaConf.to_container(cfg.distance, resolve=True),
-            "trainer": {k: v for k, v in _container(cfg.trainer).items() if k != "default_root_dir"},
+            "trainer": {k: v for k, v in config_dict(cfg.trainer).items() if k != "default_root_dir"},
             "seed": cfg.seed,
         },
     }

@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from otdata.data.base import LabeledDataModule
 from otdata.data.subsample import stratified_indices
-from otdata.models import Classifier
-from otdata.tasks.train import _container, build_classifier
+from otdata.models.classifier import Classifier
+from otdata.models.training import build_classifier, config_dict
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def build(model_cfg: Mapping | DictConfig, num_classes: int, X: torch.Tensor,
           image_size: int | None = None) -> Classifier:
     """A fresh classifier for inputs like `X`: `build_classifier` plus `net.in_features` (vector
     networks) set from `X`."""
-    cfg = OmegaConf.create(_container(model_cfg))
+    cfg = OmegaConf.create(config_dict(model_cfg))
     net = cfg.get("net")
     if isinstance(net, DictConfig) and "in_features" in net:
         net.in_features = int(X[0].numel())
@@ -188,7 +188,7 @@ def quiet_lightning():
 def trainer_kwargs(trainer: Mapping | DictConfig | None, root: str | Path, **overrides) -> dict:
     """Keyword arguments for `lightning.Trainer` from a trainer config, with no logger, no
     checkpointing, no progress bar and no validation, plus `overrides`."""
-    kwargs = _container(trainer)
+    kwargs = config_dict(trainer)
     kwargs.pop("_target_", None)
     kwargs.update(default_root_dir=str(root), logger=False, enable_checkpointing=False,
                   enable_progress_bar=False, enable_model_summary=False, callbacks=[],
