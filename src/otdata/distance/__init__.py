@@ -45,3 +45,5 @@ __all__ = [
     "distance_matrix", "DistanceMatrix", "tensor_digest",
     "gaussian_label_distances", "means_label_distances", "exact_label_distances",
 ]
+from .sliced import SlicedDatasetDistance  # noqa: E402
+__all__ += ["SlicedDatasetDistance"]
