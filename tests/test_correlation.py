@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -53,3 +54,65 @@ def test_nan_pairs_are_dropped_and_degenerate_input_gives_nan():
     assert "nan" in describe(constant)
     with pytest.raises(ValueError):
         correlate([1, 2, 3], [1, 2])
+
+
+# ------------------------------------------------------------------ dataset-identity permutations
+from otdata.correlation import bootstrap_seeds, permutation_test  # noqa: E402
+
+
+def ordered_pairs(names):
+    return [(s, t) for s in names for t in names if s != t]
+
+
+def test_permutation_test_perfect_anticorrelation_has_the_smallest_possible_p():
+    names = list("ABCDE")
+    pairs = ordered_pairs(names)                       # 20 ordered pairs, 5! = 120 relabellings
+    rng = np.random.default_rng(0)
+    d = {frozenset(p): v for p, v in zip(itertools.combinations(names, 2), rng.random(10))}
+    x = [d[frozenset(p)] for p in pairs]               # a symmetric distance, as the OTDD
+    y = [-v for v in x]
+    for method in ("pearson", "spearman"):
+        for alternative in ("less", "two-sided"):
+            result = permutation_test(pairs, x, y, method=method, alternative=alternative)
+            assert result["exact"] and result["n_permutations"] == 120
+            assert result["statistic"] == pytest.approx(-1.0)
+            assert result["p_value"] == pytest.approx(1 / 120)  # only the identity is as extreme
+
+
+def test_permutation_test_counts_a_hand_enumerated_case():
+    # y = x = a[source] with a = (0, 1, 2): relabelling by π gives corr(a, a∘π) over the 3 sources:
+    # identity 1, (0 2) -1, (0 1) and (1 2) 0.5, the two 3-cycles -0.5.
+    a = {"A": 0.0, "B": 1.0, "C": 2.0}
+    pairs = ordered_pairs(list(a))
+    x = [a[s] for s, _ in pairs]
+    assert permutation_test(pairs, x, x, "pearson", "two-sided")["p_value"] == pytest.approx(2 / 6)
+    assert permutation_test(pairs, x, x, "pearson", "greater")["p_value"] == pytest.approx(1 / 6)
+    assert permutation_test(pairs, x, x, "pearson", "less")["p_value"] == pytest.approx(1.0)
+
+
+def test_permutation_test_keeps_only_relabellings_that_preserve_the_design():
+    pairs = [("A", "B"), ("B", "C"), ("C", "A")]       # a directed cycle: only its rotations map onto it
+    result = permutation_test(pairs, [1.0, 2.0, 3.0], [1.0, 3.0, 2.0], "pearson")
+    assert result["n_permutations"] == 3
+
+
+def test_permutation_test_random_relabellings_for_many_datasets():
+    names = [f"d{i}" for i in range(9)]                # 9! is too many: random relabellings
+    pairs = ordered_pairs(names)
+    rng = np.random.default_rng(1)
+    x, y = rng.random(len(pairs)), rng.random(len(pairs))
+    first = permutation_test(pairs, x, y, n_permutations=300, seed=3)
+    assert not first["exact"] and first["n_permutations"] == 300
+    assert first == permutation_test(pairs, x, y, n_permutations=300, seed=3)
+    assert 0.05 < first["p_value"] <= 1.0              # unrelated values: no evidence
+
+
+def test_bootstrap_over_seeds_spans_the_per_seed_correlations():
+    x = [1.0, 2.0, 3.0, 4.0]
+    by_seed = [[-v for v in x], x]                     # seed 0: ρ = -1, seed 1: ρ = +1
+    result = bootstrap_seeds(x, by_seed, n_boot=400)
+    # replicates {0,0} → -1, {1,1} → +1, {0,1} → constant means (undefined, left out)
+    assert result["spearman"] == pytest.approx([-1.0, 1.0]) and result["pearson"] == pytest.approx([-1.0, 1.0])
+    same = bootstrap_seeds(x, [[4.0, 1.0, 3.0, 2.0]] * 3, n_boot=50)
+    r = stats.pearsonr(x, [4.0, 1.0, 3.0, 2.0])[0]
+    assert same["pearson"] == pytest.approx([r, r]) and same["n_seeds"] == 3
