@@ -1,9 +1,16 @@
-"""Distances among several datasets, reusing per-dataset class statistics, with an on-disk cache."""
+"""Distances among several datasets, reusing per-dataset class statistics, with an on-disk cache.
+
+Cache entries are written atomically (a temporary file, then ``os.replace``), read with
+``torch.load(weights_only=True)``, and an entry that cannot be read (empty, truncated, not a
+result) is recomputed and rewritten instead of breaking every later call."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -12,6 +19,8 @@ import torch
 from torch import Tensor
 
 from .otdd import DatasetDistance
+
+log = logging.getLogger(__name__)
 
 
 def tensor_digest(*tensors: Tensor | None) -> str:
@@ -25,6 +34,32 @@ def tensor_digest(*tensors: Tensor | None) -> str:
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def _read_entry(path: Path) -> dict | None:
+    """A cached result, or None (with a warning) when the file is unreadable or not a result."""
+    try:
+        rec = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # empty, truncated, or holding more than plain data
+        log.warning("Distance cache entry %s cannot be read (%s: %s); recomputing it.", path,
+                    type(error).__name__, error)
+        return None
+    if not isinstance(rec, dict) or "value" not in rec or "divergence" not in rec:
+        log.warning("Distance cache entry %s is not a distance result; recomputing it.", path)
+        return None
+    return rec
+
+
+def _write_entry(rec: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(rec, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @dataclass
@@ -73,8 +108,8 @@ def distance_matrix(
                 continue
             key = hashlib.sha256(f"{digests[names[i]]}|{digests[names[j]]}|{settings}".encode()).hexdigest()[:32]
             path = cache / f"otdd_{key}.pt" if cache is not None else None
-            if path is not None and path.exists():
-                rec = torch.load(path)
+            rec = _read_entry(path) if path is not None and path.exists() else None
+            if rec is not None:
                 cached[i][j] = True
             else:
                 for k in (names[i], names[j]):
@@ -83,7 +118,7 @@ def distance_matrix(
                 res = dd(prepared[names[i]], prepared[names[j]])
                 rec = {"value": res.value, "divergence": res.divergence, "result": res.to_dict()}
                 if path is not None:
-                    torch.save(rec, path)
+                    _write_entry(rec, path)
             values[i, j] = rec["value"]
             divs[i, j] = float("nan") if rec["divergence"] is None else rec["divergence"]
     return DistanceMatrix(names, values, divs, cached)

@@ -1,32 +1,67 @@
-"""Checkpoints of a running flow, and the trajectory recorder.
+"""Checkpoints of a running flow, their fingerprint, and the trajectory recorder.
 
 A checkpoint holds everything the next step depends on — particles, label parameters (``"joint"``),
 optimizer state, the flow's private random generator, the global torch/numpy/python RNG states,
 the step counter, the history and the trajectory so far — so that a resumed run ends bit-identical
 to an uninterrupted one on CPU (same seed, same configuration).
 
+Safety: checkpoints hold plain data only (tensors, numbers, strings, ``None`` and lists, tuples and
+dicts of them; ``save_checkpoint`` refuses anything else) and are read with
+``torch.load(weights_only=True)``, so a crafted file cannot run code when a run resumes.
+
 Files are written atomically (``*.tmp`` then rename) as ``step_{step:07d}.pt`` plus a copy
-``last.pt``; only the newest ``keep`` step files are kept.
+``last.pt``; only the newest ``keep`` step files are kept. A ``last.pt`` that cannot be read (a
+run killed while the disk was full, a truncated copy) falls back to the newest intact step file.
+
+A *fingerprint* (:func:`fingerprint`) records digests of the source, the target and the settings;
+:func:`check_fingerprint` refuses to resume a checkpoint written for other data or settings.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import pickle
 import random
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state",
+           "fingerprint", "check_fingerprint", "CheckpointError", "CheckpointMismatchError",
            "Trajectory"]
 
+log = logging.getLogger(__name__)
+
+_PLAIN_SCALARS = (int, float, bool, str, type(None), torch.dtype, torch.device)
+
+
+class CheckpointError(RuntimeError):
+    """A flow checkpoint cannot be read, or holds something other than plain data."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint belongs to another flow: different source, target or settings."""
+
+
+# -- RNG state as plain data ------------------------------------------------------------------------
 
 def rng_state(generator: torch.Generator | None = None) -> dict:
+    """The global torch / numpy / python RNG states (and ``generator``'s), as tensors and numbers."""
+    np_state = np.random.get_state(legacy=False)
+    py_version, py_internal, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+        "python": {"version": py_version, "internal": torch.tensor(py_internal, dtype=torch.int64),
+                   "gauss": py_gauss},
     }
     if generator is not None:
         state["generator"] = generator.get_state()
@@ -34,12 +69,40 @@ def rng_state(generator: torch.Generator | None = None) -> dict:
 
 
 def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+    """Restore what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    npy = state["numpy"]
+    np.random.set_state({"bit_generator": npy["bit_generator"],
+                         "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
+                         "has_gauss": npy["has_gauss"], "gauss": npy["gauss"]})
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"])
 
+
+# -- plain-data check ---------------------------------------------------------------------------
+
+def check_plain(obj, where: str = "state") -> None:
+    """Raise ``TypeError`` naming the first entry that ``torch.load(weights_only=True)`` would
+    refuse (anything but tensors, numbers, strings, ``None``, dtypes and lists/tuples/dicts)."""
+    if isinstance(obj, (torch.Tensor, *_PLAIN_SCALARS)):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, int | str):
+                raise TypeError(f"{where} has a key of type {type(k).__name__}; use str or int keys")
+            check_plain(v, f"{where}[{k!r}]")
+        return
+    if isinstance(obj, list | tuple):  # torch.Size is a tuple
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints store "
+                    "only tensors, numbers, strings and lists/dicts of them")
+
+
+# -- files --------------------------------------------------------------------------------------
 
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -48,7 +111,11 @@ def _atomic_save(obj, path: Path) -> None:
 
 
 def save_checkpoint(directory: str | Path, state: dict, step: int, keep: int = 2) -> Path:
-    """Write ``state`` to ``directory/step_{step}.pt`` and ``directory/last.pt``; prune old ones."""
+    """Write ``state`` to ``directory/step_{step}.pt`` and ``directory/last.pt``; prune old ones.
+
+    ``state`` must be plain data (see :func:`check_plain`), so that it loads with
+    ``weights_only=True``."""
+    check_plain(state, "checkpoint state")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step_{step:07d}.pt"
@@ -69,16 +136,108 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return steps[-1] if steps else None
 
 
+def _load_file(path: Path) -> dict:
+    """``torch.load(weights_only=True)``; an unsafe payload is refused, never run."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise CheckpointError(
+                f"{path} holds objects other than tensors and plain data; it was not written by "
+                "otdata and is not loaded (loading it could run code). Delete it, or resume from a "
+                "run folder whose checkpoints otdata wrote."
+            ) from error
+        raise
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file (or the newest one in a directory)."""
+    """Load a checkpoint file, or the newest readable one in a directory.
+
+    In a directory, ``last.pt`` is tried first, then the ``step_*.pt`` files from the newest; an
+    unreadable file (truncated, empty) is skipped with a warning. A file with a non-plain payload
+    raises :class:`CheckpointError` (nothing in it is run)."""
     path = Path(path)
-    if path.is_dir():
-        found = latest_checkpoint(path)
-        if found is None:
-            raise FileNotFoundError(f"no flow checkpoint (last.pt / step_*.pt) in {path}")
-        path = found
-    # checkpoints contain numpy RNG state and python tuples: not loadable with weights_only=True
-    return torch.load(path, map_location="cpu", weights_only=False)
+    if not path.is_dir():
+        try:
+            return _load_file(path)
+        except CheckpointError:
+            raise
+        except Exception as error:
+            raise CheckpointError(f"flow checkpoint {path} cannot be read ({error}).") from error
+    candidates = [path / "last.pt"] if (path / "last.pt").exists() else []
+    candidates += sorted(path.glob("step_*.pt"), reverse=True)
+    if not candidates:
+        raise FileNotFoundError(f"no flow checkpoint (last.pt / step_*.pt) in {path}")
+    problems = []
+    for file in candidates:
+        try:
+            state = _load_file(file)
+        except CheckpointError:
+            raise
+        except Exception as error:  # truncated zip, empty file, EOF: try an older one
+            problems.append(f"{file.name}: {type(error).__name__}: {error}")
+            log.warning("Flow checkpoint %s cannot be read (%s); trying an older one.", file, error)
+            continue
+        if problems:
+            log.warning("Resuming from %s.", file)
+        return state
+    raise CheckpointError(
+        f"no flow checkpoint in {path} can be read:\n  " + "\n  ".join(problems)
+        + "\nStart afresh (task.resume=false) or in a new run folder.")
+
+
+# -- fingerprint --------------------------------------------------------------------------------
+
+def _digest(*tensors: torch.Tensor | None) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            h.update(b"none")
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def fingerprint(source_X: torch.Tensor, source_y: torch.Tensor, target_X: torch.Tensor,
+                target_y: torch.Tensor, config: Mapping) -> dict:
+    """Digests (sha256 of dtype, shape and bytes) of the source and target datasets and of
+    ``config`` (plain settings), plus their shapes and the config itself for error messages."""
+    config = json.loads(json.dumps(dict(config), sort_keys=True, default=str))
+    return {
+        "source": _digest(source_X, source_y), "source_shape": list(source_X.shape),
+        "target": _digest(target_X, target_y), "target_shape": list(target_X.shape),
+        "config": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        "settings": config,
+    }
+
+
+def check_fingerprint(saved: Mapping | None, current: Mapping, ignore: Iterable[str] = ("steps",),
+                      where: str = "the checkpoint") -> None:
+    """Raise :class:`CheckpointMismatchError` naming what differs between a checkpoint's
+    fingerprint and the current run's (settings in ``ignore``, e.g. the step budget, may differ)."""
+    if saved is None:
+        raise CheckpointMismatchError(
+            f"{where} has no fingerprint of its data (written by an older otdata); it cannot be "
+            "checked against this run. Start afresh (task.resume=false) or in a new run folder.")
+    problems = []
+    for side in ("source", "target"):
+        if saved.get(side) != current[side]:
+            shapes = (saved.get(f"{side}_shape"), current[f"{side}_shape"])
+            what = f"shape {shapes[0]} vs {shapes[1]}" if shapes[0] != shapes[1] \
+                else f"same shape {shapes[1]}, other values"
+            problems.append(f"the {side} dataset differs ({what})")
+    ignore = set(ignore)
+    old, new = dict(saved.get("settings") or {}), dict(current.get("settings") or {})
+    changed = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+    problems += [f"setting {k!r}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now"
+                 for k in changed]
+    if problems:
+        raise CheckpointMismatchError(
+            f"{where} belongs to another flow: " + "; ".join(problems) + ". Resume only with the "
+            "same data and settings (the step budget may change), or start afresh "
+            "(task.resume=false) or in a new run folder.")
 
 
 class Trajectory:

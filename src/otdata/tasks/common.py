@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from otdata.config import CONFIG_DIR
+from otdata.instantiate import safe_instantiate
 
 log = logging.getLogger(__name__)
 
 
-def _instantiate_group(group: Mapping | None, kind: str) -> list:
-    """Instantiate every `_target_` entry of a `{name: {_target_: ...}}` config group."""
+def _instantiate_group(group: Mapping | None, kind: str, key: str) -> list:
+    """Instantiate every `_target_` entry of a `{name: {_target_: ...}}` config group (`key`),
+    through the allow-list of `otdata.instantiate`."""
     objects = []
     if not group:
         return objects
@@ -23,18 +24,18 @@ def _instantiate_group(group: Mapping | None, kind: str) -> list:
     for name, entry in group.items():
         if isinstance(entry, Mapping | DictConfig) and "_target_" in entry:
             log.debug("instantiating %s %s: %s", kind, name, entry["_target_"])
-            objects.append(instantiate(entry))
+            objects.append(safe_instantiate(entry, key=f"{key}.{name}"))
     return objects
 
 
 def instantiate_callbacks(cfg: DictConfig) -> list:
     """The Lightning callbacks of `cfg.callbacks` (a dict of `_target_` entries; none → [])."""
-    return _instantiate_group(cfg.get("callbacks"), "callback")
+    return _instantiate_group(cfg.get("callbacks"), "callback", "callbacks")
 
 
 def instantiate_loggers(cfg: DictConfig) -> list:
     """The Lightning loggers of `cfg.logger` (a dict of `_target_` entries; none → [])."""
-    return _instantiate_group(cfg.get("logger"), "logger")
+    return _instantiate_group(cfg.get("logger"), "logger", "logger")
 
 
 def source_config(cfg: DictConfig, name: str) -> DictConfig:

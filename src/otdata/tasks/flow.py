@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from hydra.utils import instantiate
+from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig
 
 from otdata import plots
