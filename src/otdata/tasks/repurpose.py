@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
+from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from otdata import plots

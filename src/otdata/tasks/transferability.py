@@ -35,7 +35,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from otdata import plots
