@@ -14,7 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from otdata.instantiate import safe_instantiate as instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
