@@ -15,6 +15,16 @@ from otdata.data.subsample import stratified_indices
 SPLITS = ("train", "test")
 
 
+def check_sample_size(value) -> None:
+    """Refuse a sample size that is not a positive integer (0 or -5 would silently mean "nothing"
+    or "all but five")."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"a sample size of {value!r} was asked for; sample sizes must be positive integers, or "
+            "null for the whole split. Check the task's sizes (`task.n_source`, `task.n_target`, "
+            "`task.n_flow`, `task.n_test`) and `data.max_samples` / `data.max_test_samples`.")
+
+
 class LabeledDataModule(L.LightningDataModule, ABC):
     """A labeled classification dataset.
 
@@ -46,6 +56,9 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         download: bool = False,
     ):
         super().__init__()
+        for size in (max_samples, max_test_samples):
+            if size is not None:
+                check_sample_size(size)
         self.data_dir = Path(data_dir)
         self.max_samples = max_samples
         self.max_test_samples = max_test_samples
@@ -89,6 +102,7 @@ class LabeledDataModule(L.LightningDataModule, ABC):
             self.max_samples if split == "train" else self.max_test_samples
         )
         if limit is not None:
+            check_sample_size(limit)
             idx = stratified_indices(y, int(limit), seed=self.seed)
             X, y = X[idx], y[idx]
         if flatten:

@@ -7,10 +7,11 @@ from typing import Iterable
 
 
 class DataFileError(FileNotFoundError):
-    """A dataset file is missing or corrupt. The message names the files, the root and the fixes."""
+    """A dataset file is missing or corrupt. The message names the files (absolute paths), the root
+    and the fixes; the `otdata` command prints it alone, without a traceback."""
 
     def __init__(self, dataset: str, root: str | Path, files: Iterable[str | Path], problem: str):
-        files = [str(f) for f in files]
+        files = [str(Path(f).resolve()) for f in files]
         listed = "\n".join(f"  - {f}" for f in files)
         super().__init__(
             f"{dataset}: {problem}\n"

@@ -1,7 +1,8 @@
 """The *NIST image datasets (MNIST, KMNIST, FashionMNIST, EMNIST, USPS) as LabeledDataModules.
 
-Files are read by torchvision's dataset classes (which also download when asked); this module turns
-a split into tensors once: `X` float32 `(n, 1, S, S)` in [0, 1] (optionally normalized), `y` int64
+The *NIST family's IDX files are read by `otdata.data.idx` (plain or gzipped, md5-checked against
+the official releases); USPS by torchvision's reader; torchvision downloads missing files when
+asked. This module turns a split into tensors once: `X` float32 `(n, 1, S, S)` in [0, 1] (optionally normalized), `y` int64
 `0..C-1`. Every dataset is resized to a common side (`image_size`, 28 by default) so that MNIST,
 USPS (16×16 on disk) and the rest live in one feature space.
 """
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets
 
+from otdata.data import idx
 from otdata.data.base import LabeledDataModule
 from otdata.data.errors import DataFileError
 
@@ -48,38 +50,55 @@ class TorchvisionImageDataModule(LabeledDataModule):
 
     # -- hooks -----------------------------------------------------------------------------------
     def _open(self, train: bool):
+        """The torchvision dataset (used to download missing files)."""
         return self.dataset_cls(root=str(self.data_dir), train=train, download=self.download)
 
     def expected_files(self, train: bool) -> list[Path]:
-        """The raw files a split needs, where torchvision looks for them."""
+        """The raw files a split needs, where torchvision looks for them (each may also be gzipped)."""
         prefix = "train" if train else "t10k"
         raw = self.data_dir / self.folder / "raw"
         return [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
 
-    def _raw_tensors(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.as_tensor(dataset.data), torch.as_tensor(dataset.targets).long()
+    def _locate(self, path: Path) -> Path | None:
+        """Where an expected file is on disk: itself or its `.gz` (see `otdata.data.idx.locate`)."""
+        return idx.locate(path)
+
+    def _read(self, train: bool, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(images uint8 (n, S, S), labels int64)` from the located files (md5-checked IDX)."""
+        images, labels = (idx.read_idx(p, self.folder) for p in paths)
+        return images, labels.long()
 
     # -- loading ---------------------------------------------------------------------------------
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         train = split == "train"
         files = self.expected_files(train)
-        if not self.download and not all(f.is_file() for f in files):
-            missing = [f for f in files if not f.is_file()]
+        found = [self._locate(f) for f in files]
+        if None in found and self.download:
+            try:
+                self._open(train)
+            except Exception as error:  # offline, HTTP error, bad archive
+                raise DataFileError(
+                    self.name, self.data_dir, files,
+                    f"the {split} split is missing and downloading it failed ({error}).",
+                ) from error
+            found = [self._locate(f) for f in files]
+        if None in found:
+            missing = [f for f, g in zip(files, found) if g is None]
             raise DataFileError(self.name, self.data_dir, missing, f"the {split} split is missing.")
         try:
-            images, labels = self._raw_tensors(self._open(train))
-        except Exception as error:  # torchvision raises many kinds on a bad file
+            images, labels = self._read(train, found)
+        except Exception as error:  # malformed, truncated, not the official content
             raise DataFileError(
-                self.name, self.data_dir, files, f"could not read the {split} split ({error})."
+                self.name, self.data_dir, found, f"could not read the {split} split ({error})."
             ) from error
         if len(images) != len(labels) or len(labels) == 0:
             raise DataFileError(
-                self.name, self.data_dir, files,
+                self.name, self.data_dir, found,
                 f"the {split} split is corrupt: {len(images)} images but {len(labels)} labels.",
             )
         if labels.min() < 0 or labels.max() >= self.num_classes:
             raise DataFileError(
-                self.name, self.data_dir, files,
+                self.name, self.data_dir, found,
                 f"the {split} split is corrupt: labels span {int(labels.min())}..{int(labels.max())},"
                 f" expected 0..{self.num_classes - 1}.",
             )
@@ -134,7 +153,8 @@ class FashionMNISTDataModule(TorchvisionImageDataModule):
 class EMNISTDataModule(TorchvisionImageDataModule):
     """EMNIST, one of its splits (`letters` by default: 26 classes a..z).
 
-    Files: `<data_dir>/EMNIST/raw/emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte`.
+    Files: `<data_dir>/EMNIST/raw/emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte`, or
+    the same names gzipped as distributed (`.gz`, also under `raw/gzip/` as unpacked from the zip).
     The raw images are stored transposed; they are turned upright here. The `letters` split labels
     letters 1..26 on disk (0 is an unused "N/A"): they are exposed as 0..25.
     """
@@ -159,8 +179,8 @@ class EMNISTDataModule(TorchvisionImageDataModule):
         raw = self.data_dir / self.folder / "raw"
         return [raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"]
 
-    def _raw_tensors(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = super()._raw_tensors(dataset)
+    def _read(self, train: bool, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = super()._read(train, paths)
         if self.split == "letters":
             labels = labels - 1
         return images.transpose(-1, -2).contiguous(), labels
@@ -186,6 +206,14 @@ class USPSDataModule(TorchvisionImageDataModule):
 
     def expected_files(self, train: bool) -> list[Path]:
         return [self.data_dir / self.folder / ("usps.bz2" if train else "usps.t.bz2")]
+
+    def _locate(self, path: Path) -> Path | None:
+        return path if path.is_file() else None
+
+    def _read(self, train: bool, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        """torchvision's libsvm reader (bzip2's CRC catches a corrupt file)."""
+        dataset = self._open(train)
+        return torch.as_tensor(dataset.data), torch.as_tensor(dataset.targets).long()
 
     @property
     def class_names(self) -> list[str]:
