@@ -4,6 +4,7 @@ tensors `(X, y)`, which is what the optimal-transport code consumes."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from numbers import Integral
 from pathlib import Path
 
 import lightning as L
@@ -18,7 +19,7 @@ SPLITS = ("train", "test")
 def check_sample_size(value) -> None:
     """Refuse a sample size that is not a positive integer (0 or -5 would silently mean "nothing"
     or "all but five")."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
         raise ValueError(
             f"a sample size of {value!r} was asked for; sample sizes must be positive integers, or "
             "null for the whole split. Check the task's sizes (`task.n_source`, `task.n_target`, "
