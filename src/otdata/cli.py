@@ -16,6 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from otdata.config import CONFIG_DIR
+from otdata.data.errors import DataFileError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,10 @@ def run_task(cfg: DictConfig) -> dict:
             f"Unknown task {name!r}: there is no module otdata.tasks.{name}. "
             f"Choose one of the files in {CONFIG_DIR / 'task'} (e.g. `task=distance`)."
         ) from error
-    return module.run(cfg)
+    try:
+        return module.run(cfg)
+    except DataFileError as error:  # the message says it all: print it alone, exit code 1
+        raise SystemExit(f"otdata: {error}") from None
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

@@ -19,7 +19,7 @@ def _data(n1=40, n2=30, d=3, seed=0):
 @pytest.mark.parametrize("label_distance", ["gaussian", "means", "exact"])
 def test_matches_emd_on_joint_cost(label_distance):
     X1, y1, X2, y2 = _data()
-    dd = DatasetDistance(label_distance=label_distance, epsilon=0.02, debiased=False, lambda_x=1.0, lambda_y=0.5,
+    dd = DatasetDistance(label_distance=label_distance, relative=False, epsilon=0.02, debiased=False, lambda_x=1.0, lambda_y=0.5,
                          tol=1e-5, max_iter=3000)
     r = dd(X1, y1, X2, y2)
     assert r.label_distances.shape == (3, 2)
@@ -29,7 +29,7 @@ def test_matches_emd_on_joint_cost(label_distance):
 
 def test_label_distances_gaussian_reference():
     X1, y1, X2, y2 = _data()
-    r = DatasetDistance(epsilon=0.1)(X1, y1, X2, y2)
+    r = DatasetDistance(relative=False, epsilon=0.1)(X1, y1, X2, y2)
     from otdata.ot import bures_wasserstein
     ref = bures_wasserstein(torch.stack([X1[y1 == c].mean(0) for c in (0, 7, 14)]),
                             torch.stack([torch.cov(X1[y1 == c].T, correction=0) for c in (0, 7, 14)]),
@@ -41,7 +41,7 @@ def test_label_distances_gaussian_reference():
 
 def test_self_divergence_zero_and_symmetry():
     X1, y1, X2, y2 = _data()
-    dd = DatasetDistance(epsilon=0.1, tol=1e-7)
+    dd = DatasetDistance(relative=False, epsilon=0.1, tol=1e-7)
     assert abs(dd(X1, y1, X1, y1).divergence) < 1e-4
     a, b = dd(X1, y1, X2, y2), dd(X2, y2, X1, y1)
     assert a.divergence == pytest.approx(b.divergence, rel=1e-4)
@@ -50,7 +50,7 @@ def test_self_divergence_zero_and_symmetry():
 
 def test_no_labels_is_plain_ot():
     X1, _, X2, _ = _data()
-    r = DatasetDistance(epsilon=0.05, debiased=False, tol=1e-8)(X1, None, X2, None)
+    r = DatasetDistance(relative=False, epsilon=0.05, debiased=False, tol=1e-8)(X1, None, X2, None)
     ref = sinkhorn(None, None, sqeuclidean(X1, X2), 0.05, tol=1e-8)
     assert r.value == pytest.approx(float(ref.transport_cost), rel=1e-6)
     assert r.label_distances is None
@@ -58,7 +58,7 @@ def test_no_labels_is_plain_ot():
 
 def test_gradient_and_prepared_target():
     X1, y1, X2, y2 = _data()
-    dd = DatasetDistance(epsilon=0.2, tol=1e-8)
+    dd = DatasetDistance(relative=False, epsilon=0.2, tol=1e-8)
     tgt = dd.prepare(X2, y2, class_names=["a", "b"])
     X = X1.clone().requires_grad_(True)
     r = dd(X, y1, tgt)
@@ -68,14 +68,14 @@ def test_gradient_and_prepared_target():
     assert r.divergence == pytest.approx(r2.divergence, rel=1e-8) and r.class_names2 == ["a", "b"]
     # label_grad=True: gradients also through the class statistics -> different gradient
     X.grad = None
-    dd_l = DatasetDistance(epsilon=0.2, tol=1e-8, label_grad=True)
+    dd_l = DatasetDistance(relative=False, epsilon=0.2, tol=1e-8, label_grad=True)
     dd_l(X, y1, dd_l.prepare(X2, y2)).loss.backward()
     assert not torch.allclose(X.grad, torch.zeros_like(X.grad))
 
 
 def test_label_grad_finite_differences():
     X1, y1, X2, y2 = _data(12, 10, 2)
-    dd = DatasetDistance(epsilon=0.5, tol=1e-11, max_iter=20000, label_grad=True, debiased=False)
+    dd = DatasetDistance(relative=False, epsilon=0.5, tol=1e-11, max_iter=20000, label_grad=True, debiased=False)
     X = X1.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(dd(X, y1, X2, y2).loss, X)
     h = 1e-6
@@ -88,7 +88,7 @@ def test_label_grad_finite_differences():
 
 def test_result_api():
     X1, y1, X2, y2 = _data()
-    r = DatasetDistance(epsilon=0.1)(X1, y1, X2, y2)
+    r = DatasetDistance(relative=False, epsilon=0.1)(X1, y1, X2, y2)
     assert r.coupling().shape == (40, 30)
     idx, w = r.correspondences(k=2)
     assert idx.shape == (40, 2)
@@ -107,7 +107,7 @@ def test_class_stats():
 def test_distance_matrix_cache(tmp_path):
     X1, y1, X2, y2 = _data()
     sets = {"a": (X1, y1), "b": (X2, y2), "c": (X1[:20], y1[:20])}
-    dd = DatasetDistance(label_distance="means", epsilon=0.1)
+    dd = DatasetDistance(label_distance="means", relative=False, epsilon=0.1)
     m1 = distance_matrix(sets, dd, cache_dir=tmp_path)
     m2 = distance_matrix(sets, dd, cache_dir=tmp_path)
     assert torch.equal(m1.values, m2.values) and m2.cached[0][1] and not m1.cached[0][1]
@@ -116,7 +116,7 @@ def test_distance_matrix_cache(tmp_path):
 
 def test_errors():
     X1, y1, X2, y2 = _data()
-    dd = DatasetDistance(epsilon=0.1)
+    dd = DatasetDistance(relative=False, epsilon=0.1)
     bad = X1.clone()
     bad[3, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
@@ -134,4 +134,4 @@ def test_errors():
     with pytest.raises(ValueError):
         DatasetDistance(label_distance="wasserstein")
     # ridge makes a one-sample class usable
-    DatasetDistance(epsilon=0.1, ridge=1e-3)(X1, torch.cat([y1[:-1], torch.tensor([99])]), X2, y2)
+    DatasetDistance(relative=False, epsilon=0.1, ridge=1e-3)(X1, torch.cat([y1[:-1], torch.tensor([99])]), X2, y2)

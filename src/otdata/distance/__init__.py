@@ -3,7 +3,7 @@
 Quick use::
 
     from otdata.distance import DatasetDistance
-    dd = DatasetDistance(label_distance="gaussian", p=2, epsilon=0.1, debiased=True)
+    dd = DatasetDistance(label_distance="gaussian", p=2, debiased=True)   # epsilon=0.01 (relative)
     res = dd(X1, y1, X2, y2)         # X: (n, d) float, y: (n,) integer labels (any values)
     res.value                        # transport cost sum(pi * c) of the entropic coupling
     res.divergence                   # debiased Sinkhorn divergence (debiased=True)
@@ -11,7 +11,10 @@ Quick use::
     res.label_distances              # (C1, C2) W_p^p between classes
 
 Ground cost: ``c((x,y),(x',y')) = lambda_x ||x-x'||^p + lambda_y W_p^p(alpha_y, alpha'_y')``.
-``epsilon`` is absolute (cost units). Plain OT on features: ``dd(X1, None, X2, None)``.
+``epsilon`` is relative to the cost scale (the mean cost under the independent coupling) unless
+``relative=False``; ``res.epsilon`` is the absolute value used and ``res.converged`` says whether
+every solve met its tolerance (if not, a warning said so, or ``strict=True`` raised). Plain OT on
+features: ``dd(X1, None, X2, None)``.
 
 Value convention: ``value`` is always the transport cost ``<pi, c>`` of the entropic coupling
 (-> exact OTDD as epsilon -> 0); ``entropic`` is ``OT_eps``; with ``debiased=True`` the

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import time
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -11,10 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from otdata.ot.config import SinkhornConfig
 from otdata.ot.costs import PointCloudCost
-from otdata.ot.sinkhorn import DEFAULT_MAX_DENSE_BYTES, SinkhornResult, sinkhorn
+from otdata.ot.sinkhorn import ConvergenceWarning, SinkhornResult, sinkhorn
 
-from .labels import LABEL_DISTANCES, exact_label_distances, gaussian_label_distances, means_label_distances
+from .labels import LABEL_DISTANCES, exact_label_distances, label_distances_from_stats
 from .result import DistanceResult
 from .stats import ClassStats, class_stats, map_labels
 
@@ -43,6 +45,10 @@ class LabeledCloud:
     @property
     def num_classes(self) -> int:
         return 0 if self.classes is None else int(self.classes.numel())
+
+
+def _uniform(n: int, cost) -> Tensor:
+    return torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
 
 
 def _to_tensor(a, name: str) -> Tensor:
@@ -86,21 +92,24 @@ class DatasetDistance:
 
     Parameters: ``label_distance`` ``"gaussian"`` (Bures W_2^2 between class Gaussians, needs
     ``p=2``), ``"exact"`` (OT between class samples) or ``"means"`` (``||mu - mu'||^p``);
-    ``epsilon``: absolute entropic regularisation in cost units; ``debiased``: optimise the
+    ``debiased``: optimise the
     Sinkhorn divergence (see :class:`~otdata.distance.result.DistanceResult` for ``value`` vs
     ``divergence`` vs ``loss``); ``covariance``: ``"full"`` or ``"diagonal"``; ``ridge``: added to
     class covariances (allows one-sample classes, stabilises near-singular ones);
     ``label_grad``: let gradients flow through the source class statistics (else label
     distances are constants); ``dtype``/``device``: solver precision and device (default: those
-    of ``X1``; integer features become float32); ``max_iter``, ``tol``, ``eps_scaling``,
-    ``scaling``, ``backend`` (``"auto"|"dense"|"online"``), ``max_dense_bytes``: Sinkhorn options.
+    of ``X1``; integer features become float32). Sinkhorn's settings come as ``solver`` (a
+    :class:`~otdata.ot.SinkhornConfig` or a dict) and/or as keywords (``epsilon``, ``relative``,
+    ``max_iter``, ``tol``, ``scaling``, ``overrelax``, ``backend``, ``max_dense_bytes``, ``strict``);
+    their defaults live in :class:`~otdata.ot.SinkhornConfig` alone. ``epsilon`` is relative to the
+    cost scale by default (the result reports the absolute value); all three problems of a debiased
+    distance use the same absolute epsilon, the one of the cross term.
     """
 
     def __init__(
         self,
         label_distance: str = "gaussian",
         p: float = 2,
-        epsilon: float = 0.1,
         debiased: bool = True,
         lambda_x: float = 1.0,
         lambda_y: float = 1.0,
@@ -109,15 +118,10 @@ class DatasetDistance:
         label_grad: bool = False,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
-        max_iter: int = 1000,
-        tol: float = 1e-4,
-        eps_scaling: bool = True,
-        scaling: float = 0.5,
-        backend: str = "auto",
-        max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
         exact_method: str = "auto",
-        exact_epsilon: float = 1e-2,
         precision: str | None = None,
+        solver: SinkhornConfig | Mapping | None = None,
+        **solver_settings,
     ):
         if label_distance not in LABEL_DISTANCES:
             raise ValueError(f"label_distance must be one of {LABEL_DISTANCES}, got {label_distance!r}")
@@ -126,27 +130,29 @@ class DatasetDistance:
                              "use label_distance='exact' or 'means' for other p")
         if covariance not in ("full", "diagonal"):
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
-        if not (epsilon > 0 and math.isfinite(epsilon)):
-            raise ValueError(f"epsilon must be a positive finite number, got {epsilon}")
-        if backend not in ("auto", "dense", "online"):
-            raise ValueError(f"backend must be 'auto', 'dense' or 'online', got {backend!r}")
         if precision is not None:
             dtype = {"fp32": torch.float32, "float32": torch.float32, "fp64": torch.float64,
                      "float64": torch.float64}[precision]
-        self.label_distance, self.p, self.epsilon, self.debiased = label_distance, float(p), float(epsilon), debiased
+        if isinstance(solver, SinkhornConfig):
+            self.solver = solver.with_(**solver_settings) if solver_settings else solver
+        else:
+            self.solver = SinkhornConfig.from_kwargs(**{**dict(solver or {}), **solver_settings})
+        self.label_distance, self.p, self.debiased = label_distance, float(p), debiased
         self.lambda_x, self.lambda_y = float(lambda_x), float(lambda_y)
         self.covariance, self.ridge, self.label_grad = covariance, float(ridge), label_grad
         self.device, self.dtype = device, dtype
-        self.exact_method, self.exact_epsilon = exact_method, exact_epsilon
-        self.sinkhorn_kwargs = dict(max_iter=max_iter, tol=tol, eps_scaling=eps_scaling, scaling=scaling,
-                                    backend=backend, max_dense_bytes=max_dense_bytes)
+        self.exact_method = exact_method
+
+    @property
+    def epsilon(self) -> float:
+        """The entropic regularisation as set (relative unless ``solver.relative`` is False)."""
+        return self.solver.epsilon
 
     # ------------------------------------------------------------------ settings
     def settings(self) -> dict[str, Any]:
-        return dict(label_distance=self.label_distance, p=self.p, epsilon=self.epsilon, debiased=self.debiased,
+        return dict(label_distance=self.label_distance, p=self.p, debiased=self.debiased,
                     lambda_x=self.lambda_x, lambda_y=self.lambda_y, covariance=self.covariance, ridge=self.ridge,
-                    label_grad=self.label_grad, exact_method=self.exact_method, exact_epsilon=self.exact_epsilon,
-                    **{k: v for k, v in self.sinkhorn_kwargs.items()})
+                    label_grad=self.label_grad, exact_method=self.exact_method, **self.solver.to_dict())
 
     def _stats_key(self) -> tuple:
         return (self.label_distance, self.covariance, self.ridge, self.label_grad, self.p)
@@ -189,30 +195,29 @@ class DatasetDistance:
         """``(C_a, C_b)`` matrix of W_p^p between the classes of two prepared datasets (float64)."""
         grad = self.label_grad and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
-            if self.label_distance == "gaussian":
-                return gaussian_label_distances(a.stats, b.stats)
-            if self.label_distance == "means":
-                return means_label_distances(a.stats, b.stats, self.p)
+            if self.label_distance in ("gaussian", "means"):
+                return label_distances_from_stats(a.stats, b.stats, self.label_distance, self.p, symmetric=a is b)
             Xa = a.X if grad else a.X.detach()
             Xb = b.X if grad else b.X.detach()
             return exact_label_distances(Xa.double(), a.labels, a.num_classes, Xb.double(), b.labels,
-                                         b.num_classes, self.p, self.exact_method, self.exact_epsilon)
+                                         b.num_classes, self.p, self.exact_method, self.solver)
 
     def _cost(self, a: LabeledCloud, b: LabeledCloud, W: Tensor | None) -> PointCloudCost:
         if W is None:
             return PointCloudCost(a.X, b.X, self.p, self.lambda_x)
         return PointCloudCost(a.X, b.X, self.p, self.lambda_x, W.to(a.X.dtype), a.labels, b.labels, self.lambda_y)
 
-    def _self_term(self, c: LabeledCloud) -> tuple[SinkhornResult, Tensor | None]:
+    def _self_term(self, c: LabeledCloud, epsilon: float) -> SinkhornResult:
+        """``OT_eps(D, D)`` (symmetric solve), cached on ``c`` when its features carry no gradient."""
         cacheable = not c.X.requires_grad
-        key = ("self", self.epsilon, self.lambda_x, self.lambda_y, tuple(sorted(self.sinkhorn_kwargs.items())))
+        key = ("self", epsilon, self.lambda_x, self.lambda_y, self.solver)
         if cacheable and key in c.cache:
             return c.cache[key]
         W = self.label_distances(c, c) if c.labels is not None else None
-        r = sinkhorn(None, None, self._cost(c, c, W), self.epsilon, symmetric=True, **self.sinkhorn_kwargs)
+        r = sinkhorn(None, None, self._cost(c, c, W), epsilon, symmetric=True, **self.solver.solve_kwargs())
         if cacheable:
-            c.cache[key] = (r, W)
-        return r, W
+            c.cache[key] = r
+        return r
 
     # ------------------------------------------------------------------ call
     def _as_cloud(self, item, name: str, class_names) -> LabeledCloud:
@@ -264,17 +269,30 @@ class DatasetDistance:
             tgt = LabeledCloud(tgt.X.to(src.X), tgt.labels.to(src.X.device) if tgt.labels is not None else None,
                                tgt.classes, tgt.class_names, tgt.stats, tgt.settings, tgt.cache)
         W = self.label_distances(src, tgt) if src.labels is not None else None
-        xy = sinkhorn(None, None, self._cost(src, tgt, W), self.epsilon, **self.sinkhorn_kwargs)
+        cost = self._cost(src, tgt, W)
+        scale = cost.mean_value(_uniform(src.n, cost), _uniform(tgt.n, cost))
+        eps = self.solver.absolute_epsilon(scale)
+        xy = sinkhorn(None, None, cost, eps, **self.solver.solve_kwargs())
+        solves = [xy]
         loss, divergence = xy.loss, None
         if self.debiased:
-            xx, _ = self._self_term(src)
-            yy, _ = self._self_term(tgt)
+            xx, yy = self._self_term(src, eps), self._self_term(tgt, eps)
+            solves += [xx, yy]
             loss = xy.loss - 0.5 * xx.loss - 0.5 * yy.loss
             divergence = float(loss.detach())
+        converged = all(r.converged for r in solves)
+        value = float(xy.transport_cost)
+        if converged and value > scale * (1 + 1e-3) + 1e-12:
+            converged = False  # no feasible entropic plan costs more than the independent one
+            warnings.warn(f"OTDD value {value:.6g} exceeds the cost of the independent coupling {scale:.6g}: "
+                          "the solve cannot be trusted; use float64 features or a larger epsilon",
+                          ConvergenceWarning, stacklevel=2)
         return DistanceResult(
-            value=float(xy.transport_cost), entropic=float(xy.entropic), divergence=divergence, loss=loss,
+            value=value, entropic=float(xy.entropic), divergence=divergence, loss=loss,
             label_distances=None if W is None else W.detach(),
             class_names1=list(src.class_names), class_names2=list(tgt.class_names),
-            f=xy.f, g=xy.g, epsilon=self.epsilon, n1=src.n, n2=tgt.n, seconds=time.perf_counter() - t0,
-            n_iter=xy.n_iter, converged=xy.converged, backend=xy.backend, settings=self.settings(), _ot=xy,
+            f=xy.f, g=xy.g, epsilon=eps, epsilon_relative=self.epsilon if self.solver.relative else None,
+            cost_scale=scale, n1=src.n, n2=tgt.n, seconds=time.perf_counter() - t0,
+            n_iter=xy.n_iter, converged=converged, marginal_error=max(r.marginal_error for r in solves),
+            backend=xy.backend, settings=self.settings(), _ot=xy,
         )

@@ -24,7 +24,16 @@ class DistanceResult:
       differentiable w.r.t. the features (and, with ``label_grad=True``, through the class
       statistics); its gradient is exact by the envelope theorem.
     * ``label_distances``: ``(C1, C2)`` W_p^p between classes (detached); ``class_names1/2`` name
-      their rows/columns. ``f``/``g``: dual potentials of the (D1, D2) problem.
+      their rows/columns. ``f``/``g``: dual potentials of the (D1, D2) problem (None for
+      distances without them, e.g. sliced).
+    * ``epsilon``: the **absolute** entropic regularisation used; ``epsilon_relative``: the
+      dimensionless value set (None when it was absolute); ``cost_scale``: the mean ground cost
+      under the independent coupling (``epsilon = epsilon_relative * cost_scale``), also an upper
+      bound of ``value``.
+    * ``converged``: every Sinkhorn solve behind the numbers (the cross term and, debiased, both
+      self terms) met its tolerance; ``marginal_error``: the largest L1 marginal violation among
+      them; ``n_iter``: iterations of the cross term. An unconverged result was also announced by
+      a :class:`~otdata.ot.ConvergenceWarning` (or refused with ``strict=True``).
     """
 
     value: float
@@ -34,8 +43,8 @@ class DistanceResult:
     label_distances: Tensor | None
     class_names1: list[str]
     class_names2: list[str]
-    f: Tensor
-    g: Tensor
+    f: Tensor | None
+    g: Tensor | None
     epsilon: float
     n1: int
     n2: int
@@ -44,17 +53,25 @@ class DistanceResult:
     converged: bool
     backend: str
     settings: dict[str, Any] = field(default_factory=dict)
+    epsilon_relative: float | None = None
+    cost_scale: float | None = None
+    marginal_error: float = 0.0
     _ot: SinkhornResult | None = field(default=None, repr=False)
 
     def coupling(self, dense: bool = True, k: int = 10) -> Tensor:
         """The coupling ``pi`` (``(n1, n2)``), rebuilt from the potentials. ``dense=False``: sparse
         tensor with the ``k`` largest entries per row (for large problems)."""
-        return self._ot.coupling(dense=dense, k=k)
+        return self._solved().coupling(dense=dense, k=k)
 
     def correspondences(self, k: int = 5) -> tuple[Tensor, Tensor]:
         """For each item of dataset 1, the indices of its ``k`` most coupled items of dataset 2
         and the coupling masses: two ``(n1, k)`` tensors."""
-        return self._ot.correspondences(k)
+        return self._solved().correspondences(k)
+
+    def _solved(self) -> SinkhornResult:
+        if self._ot is None:
+            raise ValueError("this distance has no coupling (it was not computed by a Sinkhorn solve)")
+        return self._ot
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (no potentials)."""
@@ -66,6 +83,9 @@ class DistanceResult:
             "class_names1": list(self.class_names1),
             "class_names2": list(self.class_names2),
             "epsilon": self.epsilon,
+            "epsilon_relative": self.epsilon_relative,
+            "cost_scale": self.cost_scale,
+            "marginal_error": self.marginal_error,
             "n1": self.n1,
             "n2": self.n2,
             "seconds": self.seconds,

@@ -5,6 +5,7 @@ Layering: :mod:`.costs` -> solvers (:mod:`.sinkhorn`, :mod:`.exact`, :mod:`.gaus
 ``<pi, C>`` vs entropic objective vs Sinkhorn divergence) and the epsilon convention.
 """
 
+from .config import SinkhornConfig
 from .costs import Cost, MatrixCost, PointCloudCost, pairwise_cost, sqeuclidean
 from .exact import emd, emd2, emd2_differentiable
 from .gaussian import (
@@ -16,6 +17,8 @@ from .gaussian import (
     sqrtm_psd,
 )
 from .sinkhorn import (
+    ConvergenceError,
+    ConvergenceWarning,
     DivergenceResult,
     SinkhornResult,
     epsilon_schedule,
@@ -30,6 +33,6 @@ __all__ = [
     "emd", "emd2", "emd2_differentiable",
     "bures_cross_term", "bures_wasserstein", "bures_wasserstein_diagonal", "bures_wasserstein_factors",
     "covariance_factor", "sqrtm_psd",
-    "DivergenceResult", "SinkhornResult", "epsilon_schedule", "sinkhorn", "sinkhorn_divergence",
+    "SinkhornConfig", "ConvergenceError", "ConvergenceWarning", "DivergenceResult", "SinkhornResult", "epsilon_schedule", "sinkhorn", "sinkhorn_divergence",
     "sinkhorn_points", "sliced_wasserstein",
 ]

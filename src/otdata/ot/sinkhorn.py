@@ -11,9 +11,11 @@ Conventions (all costs are ground costs ``C``, marginals ``a``, ``b`` sum to one
 * **Sinkhorn divergence** ``S_eps = OT_eps(a, b) - OT_eps(a, a)/2 - OT_eps(b, b)/2``
   (:func:`sinkhorn_divergence`); ``S_eps(a, a) = 0``.
 
-``epsilon`` is **absolute**, in the units of the cost (same convention as POT's ``reg`` and
-GeomLoss' ``blur**p``); the solver is robust to any ratio ``max C / eps`` because it works in
-the log domain and anneals epsilon from ``max C`` down to the target (epsilon-scaling).
+``epsilon`` is **absolute** here, in the units of the cost (same convention as POT's ``reg`` and
+GeomLoss' ``blur**p``); callers that want it relative to the cost scale resolve it with
+:class:`~otdata.ot.config.SinkhornConfig` (the project's default). Every solve anneals epsilon from
+``max C`` down to the target (epsilon-scaling) and reports whether it converged (see
+:func:`sinkhorn`: convergence or a loud warning, never a silent wrong number).
 
 Gradients use the envelope theorem: iterations run under ``no_grad``; one final differentiable
 pass evaluates ``<pi, C>`` with ``pi`` built from the detached potentials, so
@@ -24,6 +26,7 @@ that pass is checkpointed per block, so memory stays O(n + m) in the backward to
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -31,13 +34,20 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ._threads import single_thread
+from .config import BACKENDS, DEFAULT_MAX_DENSE_BYTES, SinkhornConfig
 from .costs import Cost, MatrixCost
+
+
+class ConvergenceWarning(UserWarning):
+    """A Sinkhorn solve stopped before reaching its tolerance: its numbers may be off."""
+
+
+class ConvergenceError(RuntimeError):
+    """A Sinkhorn solve did not converge and ``strict=True`` was asked for."""
 
 #: dense problems up to this many entries are solved on one thread (per-op overhead dominates).
 SINGLE_THREAD_ELEMENTS = 1 << 24
 
-#: ``backend="auto"`` stores the cost matrix when it takes at most this many bytes.
-DEFAULT_MAX_DENSE_BYTES = 2 * 1024**3
 #: elements per row block (rows * m) for the blocked log-sum-exp.
 DEFAULT_BLOCK_ELEMENTS = 1 << 23
 
@@ -57,9 +67,9 @@ def _uniform(n: int, like: Cost) -> Tensor:
 class _Engine:
     """Row-block iteration over a cost: stored dense matrix or recomputed blocks."""
 
-    def __init__(self, cost: Cost, backend: str, max_dense_bytes: int, block_elements: int, keep_dense: bool = True):
-        if backend not in ("auto", "dense", "online"):
-            raise ValueError(f"backend must be 'auto', 'dense' or 'online', got {backend!r}")
+    def __init__(self, cost: Cost, backend: str, max_dense_bytes: int, block_elements: int):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cost = cost
         n, m = cost.n, cost.m
         nbytes = n * m * torch.tensor([], dtype=cost.dtype).element_size()
@@ -67,14 +77,8 @@ class _Engine:
             backend = "dense" if (isinstance(cost, MatrixCost) or nbytes <= max_dense_bytes) else "online"
         self.backend = backend
         self.step = max(1, block_elements // max(m, 1))
-        self.C = cost.dense(self.step) if (backend == "dense" and keep_dense) else None
+        self.C = cost.dense(self.step) if backend == "dense" else None
         self.kernel: _DenseKernel | None = None
-
-    def take_dense(self) -> Tensor:
-        """A fresh ``(n, m)`` buffer holding the cost (the solver overwrites it with its kernel)."""
-        if isinstance(self.cost, MatrixCost):
-            return self.cost.C.detach().clone()
-        return self.cost.dense(max(1, (1 << 22) // max(self.cost.m, 1)))
 
     def blocks(self):
         n = self.cost.n
@@ -109,24 +113,27 @@ class _Engine:
 
 
 class _DenseKernel:
-    """Stabilised scaling iterations on a stored Gibbs kernel (dense backend).
+    """Scaling iterations on a stored Gibbs kernel (dense backend).
 
-    Holds ``B_ij = exp((f_i + g_j - C_ij) / eps)`` for the current potentials in one ``(n, m)``
-    buffer that first holds ``C`` (no second copy). An iteration is then two matrix-vector
-    products instead of two log-sum-exp passes (no ``exp`` per entry), with scalings ``u``, ``v``
-    absorbed into ``f``, ``g`` (``f += eps log u``) at every epsilon change and whenever they grow
-    large. Going from ``eps1`` to ``eps2`` only raises the (absorbed) kernel to the power
-    ``eps1 / eps2``, row-normalised in the log domain (``max_j B_ij = 1``, or the symmetric
-    variant), so nothing overflows and ``C`` is never needed again. Entries below the floating
-    point range (``exp(-87)`` in float32 relative to their row maximum) carry no mass.
+    Keeps the cost ``C`` (read only) and one ``(n, m)`` buffer ``K_ij = exp((f_i + g_j - C_ij) /
+    eps)`` for the current potentials, normalised so that each row's (or, symmetric, the
+    symmetric) maximum is 1 with the shift absorbed into ``f``. An iteration is then two
+    matrix-vector products instead of two log-sum-exp passes. The scalings ``u``, ``v`` are
+    absorbed into the potentials (``f += eps log u``) at every epsilon level and whenever they
+    grow large, and the kernel is then **rebuilt from ``C``** (one ``exp`` pass). It is never
+    obtained by powering the previous kernel: entries that underflowed at a coarse epsilon would
+    stay zero for good, leaving potentials inconsistent with the cost (infinite couplings and
+    wrong values in float32). Entries below the floating point range relative to their row
+    maximum (``exp(-87)`` in float32) carry no mass.
     """
 
     #: absorb u, v into the potentials when max |log u|, |log v| exceeds this.
     ABSORB = 20.0
 
-    def __init__(self, K: Tensor, a: Tensor, b: Tensor, symmetric: bool, block_elements: int):
-        self.K, self.a, self.b, self.symmetric = K, a, b, symmetric
-        self.n, self.m = K.shape
+    def __init__(self, C: Tensor, a: Tensor, b: Tensor, symmetric: bool, block_elements: int):
+        self.C, self.a, self.b, self.symmetric = C, a, b, symmetric
+        self.K = torch.empty_like(C)
+        self.n, self.m = C.shape
         self.step = max(1, min(block_elements, 1 << 18) // max(self.m, 1))
         self.eps = None
         self.mv_threads = 1
@@ -144,72 +151,42 @@ class _DenseKernel:
         for i0 in range(0, self.n, self.step):
             yield i0, min(self.n, i0 + self.step)
 
-    def _start(self, f: Tensor, g: Tensor, e: float):
-        """``K`` holds ``C``: turn it into the normalised kernel at ``e``; returns shifted ``f``, ``g``."""
+    def _build(self, f: Tensor, g: Tensor, e: float, normalise: bool = True):
+        """``K <- exp((f + g - C) / e)``; returns ``f, g, u0``.
+
+        ``normalise``: shift each row (or, symmetric, rows and columns) so that its maximum is 1 —
+        no row underflows as a whole at the first, potential-free build — and move the shift into
+        the returned potentials; ``u0 = exp(shift)`` (clamped) is the scaling that keeps the plan
+        unchanged, so warm potentials are not thrown away. Without it, ``K`` is exactly the
+        kernel of ``f, g`` (used once at the end, when the potentials are accurate and
+        ``K_ij <= min(1/a_i, 1/b_j)`` cannot overflow)."""
         mx = torch.empty_like(f)
         for i0, i1 in self._rows():
             blk = self.K[i0:i1]
-            blk.neg_().add_(f[i0:i1].unsqueeze(1)).add_(g.unsqueeze(0)).div_(e)
+            torch.sub(f[i0:i1].unsqueeze(1), self.C[i0:i1], out=blk)
+            blk.add_(g.unsqueeze(0)).div_(e)
             mx[i0:i1] = blk.amax(1)
-        return self._normalise(f, g, mx, e)
-
-    def _normalise(self, f, g, mx, e):
-        """``K`` holds log-kernel ``L``; subtract row (or symmetric) maxima, exponentiate."""
+        if not normalise:
+            for i0, i1 in self._rows():
+                self.K[i0:i1].exp_()
+            return f, g, torch.ones_like(f)
         mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-        if self.symmetric:
-            half = 0.5 * mx
-            for i0, i1 in self._rows():
-                self.K[i0:i1].sub_(half[i0:i1].unsqueeze(1)).sub_(half.unsqueeze(0)).exp_()
-            f = f - e * half
-            return f, f
+        shift = 0.5 * mx if self.symmetric else mx
         for i0, i1 in self._rows():
-            self.K[i0:i1].sub_(mx[i0:i1].unsqueeze(1)).exp_()
-        return f - e * mx, g
-
-    def _rescale(self, f, g, u, v, e_old, e_new):
-        """Absorb ``u``, ``v`` and move the kernel from ``e_old`` to ``e_new`` (``B <- B^r``,
-        ``r = e_old / e_new``; ``r == 2``, the default halving, is a plain square: no ``exp``)."""
-        lu, lv = u.log(), v.log()
-        f = f + e_old * lu
-        g = f if self.symmetric else g + e_old * lv
-        r = e_old / e_new
-        mx = torch.empty_like(f)
-        if abs(r - 2.0) < 1e-12:
-            for i0, i1 in self._rows():
-                blk = self.K[i0:i1]
-                blk.mul_(u[i0:i1].unsqueeze(1)).mul_(v.unsqueeze(0))
-                blk.mul_(blk)
-                mx[i0:i1] = blk.amax(1)
-            # back to the log domain only for the maxima: B <- B / max (rows or symmetric)
-            lmx = mx.log()
-            lmx = torch.where(torch.isfinite(lmx), lmx, torch.zeros_like(lmx))
+            blk = self.K[i0:i1].sub_(shift[i0:i1].unsqueeze(1))
             if self.symmetric:
-                s = (-0.5 * lmx).exp()
-                for i0, i1 in self._rows():
-                    self.K[i0:i1].mul_(s[i0:i1].unsqueeze(1)).mul_(s.unsqueeze(0))
-                f = f - e_new * 0.5 * lmx
-                return f, f
-            s = (-lmx).exp()
-            for i0, i1 in self._rows():
-                self.K[i0:i1].mul_(s[i0:i1].unsqueeze(1))
-            return f - e_new * lmx, g
-        for i0, i1 in self._rows():
-            blk = self.K[i0:i1]
-            blk.log_().add_(lu[i0:i1].unsqueeze(1)).add_(lv.unsqueeze(0))
-            if r != 1.0:
-                blk.mul_(r)
-            mx[i0:i1] = blk.amax(1)
-        return self._normalise(f, g, mx, e_new)
+                blk.sub_(shift.unsqueeze(0))
+            blk.exp_()
+        f = f - e * shift
+        u0 = shift.clamp(-self.ABSORB, self.ABSORB).exp_()
+        return f, (f if self.symmetric else g), u0
 
     def _absorb(self, f, g, u, v, e):
-        for i0, i1 in self._rows():
-            self.K[i0:i1].mul_(u[i0:i1].unsqueeze(1)).mul_(v.unsqueeze(0))
         f = f + e * u.log()
-        g = f if self.symmetric else g + e * v.log()
-        return f, g, torch.ones_like(u), torch.ones_like(v)
+        return f, (f if self.symmetric else g + e * v.log())
 
     def _iterate(self, u, v, iters: int, tol: float, omega: float = 1.0):
-        """Up to ``iters`` scaling iterations; returns ``u, v, n, err`` (L1 marginal error).
+        """Up to ``iters`` scaling iterations; returns ``u, v, n, err, converged`` (L1 marginal error).
 
         ``omega > 1``: over-relaxed updates ``u <- u^(1 - omega) (1 / K b v)^omega``."""
         a, b, K = self.a, self.b, self.K
@@ -242,34 +219,29 @@ class _DenseKernel:
         self.omega = omega
         if self.symmetric:
             g = f
-        f, g = self._start(f, g, schedule[0])
-        one_n = torch.ones_like(f)
-        one_m = torch.ones_like(g)
-        u, v = one_n, one_m
         for k, e in enumerate(schedule):
             last = k == len(schedule) - 1
-            if k > 0:
-                f, g = self._rescale(f, g, u, v, schedule[k - 1], e)
-                u, v = one_n, one_m
             budget = max_iter if last else level_iter
             while budget > 0:
-                u, v, used, err, converged = self._iterate(u, v, budget, tol if last else 0.0,
-                                                           self.omega if last else 1.0)
+                f, g, u0 = self._build(f, g, e)
+                u, v, used, err, converged = self._iterate(
+                    u0, u0 if self.symmetric else torch.ones_like(g), budget, tol if last else 0.0,
+                    self.omega if last else 1.0)
+                f, g = self._absorb(f, g, u, v, e)
                 budget -= used
                 n_it += used
                 if converged:
                     break
-                if budget > 0 or last:
-                    f, g, u, v = self._absorb(f, g, u, v, e)
-        f, g, u, v = self._absorb(f, g, u, v, schedule[-1])
+        e = schedule[-1]
+        f, g, _ = self._build(f, g, e, normalise=False)  # the kernel of the final potentials
         if self.symmetric:  # final exact step keeps f and g equal and symmetric
             s = torch.mv(self.K, self.a).clamp_min_(torch.finfo(self.K.dtype).tiny)
             half = s.rsqrt()
             for i0, i1 in self._rows():
                 self.K[i0:i1].mul_(half[i0:i1].unsqueeze(1)).mul_(half.unsqueeze(0))
-            f = f - 0.5 * schedule[-1] * s.log()
+            f = f - 0.5 * e * s.log()
             g = f
-        self.eps = schedule[-1]
+        self.eps = e
         return f, g, n_it, err, converged
 
     def transport_cost(self, f: Tensor, g: Tensor) -> Tensor:
@@ -318,6 +290,8 @@ def epsilon_schedule(eps0: float, eps: float, scaling: float) -> list[float]:
     """Geometric annealing ``eps0, eps0*scaling, ...`` down to (and ending with) ``eps``."""
     if not 0 < scaling < 1:
         raise ValueError(f"scaling must be in (0, 1), got {scaling}")
+    if not (math.isfinite(eps0) and math.isfinite(eps)):
+        raise ValueError(f"epsilon schedule from {eps0} to {eps}: both must be finite")
     out = []
     e = max(eps0, eps)
     while e > eps:
@@ -335,7 +309,8 @@ class SinkhornResult:
     entropic coupling (float tensor, detached). ``entropic``: ``OT_eps = <a,f> + <b,g>``
     (detached). ``loss``: a scalar tensor equal to ``entropic`` whose gradient is
     ``sum_ij pi_ij dC_ij`` (envelope theorem). ``marginal_error``: L1 violation of the last
-    marginal that was not enforced exactly.
+    marginal that was not enforced exactly. ``converged``: ``marginal_error < tol`` with finite
+    potentials. ``escalated``: the dense kernel iterations were continued in the log domain.
     """
 
     f: Tensor
@@ -351,6 +326,7 @@ class SinkhornResult:
     marginal_error: float
     backend: str
     cost: Cost = field(repr=False)
+    escalated: bool = False
 
     def _log_plan_block(self, i0: int, i1: int, Cb: Tensor) -> Tensor:
         e = self.epsilon
@@ -395,41 +371,49 @@ class SinkhornResult:
         return idx, w
 
 
-def _final_pass(engine: _Engine, f, g, loga, logb, eps, differentiable: bool):
-    """Return ``(<pi, C>, sum pi)``; the first carries ``pi * dC`` gradients when differentiable."""
+def _final_pass(engine: _Engine, f, g, loga, logb, eps, differentiable: bool) -> Tensor:
+    """``<pi, C>``; it carries ``pi * dC`` gradients when differentiable (envelope theorem)."""
     cost = engine.cost
     grad = differentiable and torch.is_grad_enabled() and cost.requires_grad
-    total = None
-    mass = torch.zeros((), dtype=f.dtype, device=f.device)
 
     def contrib(i0, i1, Cb):
         lp = (f[i0:i1].unsqueeze(1) + g.unsqueeze(0) - Cb.detach()) / eps + loga[i0:i1].unsqueeze(1) + logb
-        P = lp.exp()
-        return (P * Cb).sum(), P.sum().detach()
+        return (lp.exp() * Cb).sum()
 
     if not grad and engine.kernel is not None:
         with torch.no_grad():
-            return engine.kernel.transport_cost(f, g), mass
+            return engine.kernel.transport_cost(f, g)
     if not grad:
         with torch.no_grad():
-            for i0, i1, Cb in engine.blocks():
-                t, s = contrib(i0, i1, Cb)
-                total = t if total is None else total + t
-                mass = mass + s
-        return total, mass
-    if isinstance(cost, MatrixCost) or cost.n <= engine.step:
-        for i0 in range(0, cost.n, engine.step):
-            i1 = min(cost.n, i0 + engine.step)
-            t, s = contrib(i0, i1, cost.block(i0, i1))
-            total = t if total is None else total + t
-            mass = mass + s
-        return total, mass
+            return sum(contrib(i0, i1, Cb) for i0, i1, Cb in engine.blocks())
+    small = isinstance(cost, MatrixCost) or cost.n <= engine.step
+    total = None
     for i0 in range(0, cost.n, engine.step):
         i1 = min(cost.n, i0 + engine.step)
-        t, s = checkpoint(lambda i0=i0, i1=i1: contrib(i0, i1, cost.block(i0, i1)), use_reentrant=False)
+        if small:
+            t = contrib(i0, i1, cost.block(i0, i1))
+        else:
+            t = checkpoint(lambda i0=i0, i1=i1: contrib(i0, i1, cost.block(i0, i1)), use_reentrant=False)
         total = t if total is None else total + t
-        mass = mass + s
-    return total, mass
+    return total
+
+
+def _check_cost(cost: Cost) -> float:
+    """``max C``, refusing a cost that is not finite (features too large for the dtype)."""
+    cmax = cost.max_value()
+    if not math.isfinite(cmax):
+        raise ValueError(
+            f"the ground cost is not finite (max C = {cmax}) in {cost.dtype}: the features are too large "
+            "(their squared distances overflow) or hold NaN/inf; rescale the features (e.g. standardise "
+            "them, or divide images by 255) or use float64")
+    return cmax
+
+
+def _not_converged_message(eps: float, it: int, err: float, tol: float, escalated: bool) -> str:
+    how = " (dense kernel, then log domain)" if escalated else ""
+    return (f"Sinkhorn did not converge{how}: epsilon={eps:.4g} (absolute), {it} iterations, L1 marginal "
+            f"error {err:.2e} > tol {tol:.0e}; the value and coupling may be off. Fixes: a larger epsilon, "
+            "more iterations (max_iter), or float64 features; strict=True turns this into an error.")
 
 
 def sinkhorn(
@@ -438,24 +422,26 @@ def sinkhorn(
     cost,
     epsilon: float,
     *,
-    max_iter: int = 1000,
-    tol: float = 1e-4,
+    max_iter: int = SinkhornConfig.max_iter,
+    tol: float = SinkhornConfig.tol,
     eps_scaling: bool = True,
-    scaling: float = 0.5,
-    backend: str = "auto",
+    scaling: float = SinkhornConfig.scaling,
+    backend: str = SinkhornConfig.backend,
     symmetric: bool = False,
     differentiable: bool = True,
     max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     init: tuple[Tensor, Tensor] | None = None,
     level_iter: int = 1,
-    overrelax: float = 1.8,
+    overrelax: float = SinkhornConfig.overrelax,
+    strict: bool = SinkhornConfig.strict,
 ) -> SinkhornResult:
     """Entropic OT between weights ``a`` (n,) and ``b`` (m,) for the ground cost ``cost``.
 
     ``cost``: an ``(n, m)`` tensor or a :class:`~otdata.ot.costs.Cost` (e.g.
     :class:`~otdata.ot.costs.PointCloudCost`). ``a``/``b`` default to uniform.
-    ``epsilon``: absolute regularisation in cost units. ``eps_scaling``: anneal from ``max C`` by
+    ``epsilon``: **absolute** regularisation in cost units (as POT's ``reg``; a relative epsilon is
+    resolved by :class:`~otdata.ot.SinkhornConfig`). ``eps_scaling``: anneal from ``max C`` by
     factor ``scaling`` per level before iterating at ``epsilon`` until the L1 marginal error
     is below ``tol`` or ``max_iter`` iterations ran. ``backend``: ``"dense"`` stores the cost
     (no autograd), ``"online"`` recomputes row blocks inside the log-sum-exp (memory O(n+m)),
@@ -463,15 +449,17 @@ def sinkhorn(
     symmetric cost) uses the averaged symmetric update ``f <- (f + T(f)) / 2``.
     ``level_iter``: iterations per intermediate epsilon level (GeomLoss does one).
     ``overrelax``: over-relaxation ``omega`` of the dense iterations at the target epsilon
-    (``1`` = plain Sinkhorn; ``1.8`` typically needs ~5x fewer iterations at small
-    ``eps / max C``; it falls back to ``1`` by itself if the marginal error starts growing).
+    (``1`` = plain Sinkhorn; it falls back to ``1`` by itself if the marginal error grows).
 
-    Dense backend: the Gibbs kernel ``exp((f + g - C) / eps)`` is stored once in place of ``C``
-    and iterated by matrix-vector products (see :class:`_DenseKernel`); the online backend
-    works in the log domain on recomputed blocks. Non-symmetric potentials are returned in the
-    gauge ``<a, f> = <b, g>`` (``f + c, g - c`` is the same solution for any ``c``).
+    **Convergence is a contract.** A dense solve that does not reach ``tol`` (or whose potentials
+    are not finite) is continued in the log domain on the same stored cost, which cannot
+    underflow. If that fails too, the result has ``converged=False`` and a
+    :class:`ConvergenceWarning` names epsilon, the iterations, the marginal error and the fixes;
+    ``strict=True`` raises :class:`ConvergenceError` instead. A cost that is not finite is refused
+    at once.
 
-    Returns a :class:`SinkhornResult` (see there for ``transport_cost`` vs ``entropic``).
+    Non-symmetric potentials are returned in the gauge ``<a, f> = <b, g>`` (``f + c, g - c`` is
+    the same solution for any ``c``). Returns a :class:`SinkhornResult`.
     """
     cost = _as_cost(cost)
     if epsilon <= 0 or not math.isfinite(epsilon):
@@ -488,35 +476,55 @@ def sinkhorn(
     loga, logb = a.log(), b.log()
 
     with torch.no_grad():
-        engine = _Engine(cost, backend, max_dense_bytes, block_elements, keep_dense=False)
-        schedule = epsilon_schedule(cost.max_value(), epsilon, scaling) if eps_scaling else [epsilon]
+        cmax = _check_cost(cost)
+        engine = _Engine(cost, backend, max_dense_bytes, block_elements)
+        schedule = epsilon_schedule(cmax, epsilon, scaling) if eps_scaling else [epsilon]
         if init is not None:
-            f, g = init[0].detach().to(cost.dtype).clone(), init[1].detach().to(cost.dtype).clone()
+            f0, g0 = init[0].detach().to(cost.dtype).clone(), init[1].detach().to(cost.dtype).clone()
         else:
-            f = torch.zeros(n, dtype=cost.dtype, device=cost.device)
-            g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
+            f0 = torch.zeros(n, dtype=cost.dtype, device=cost.device)
+            g0 = torch.zeros(m, dtype=cost.dtype, device=cost.device)
+        escalated = False
+        single = n * m <= SINGLE_THREAD_ELEMENTS
         if engine.backend == "dense":
-            kern = _DenseKernel(engine.take_dense(), a, b, symmetric, block_elements)
+            kern = _DenseKernel(engine.C, a, b, symmetric, block_elements)
             # vector updates on one thread always; big mat-vecs keep the caller's threads
-            kern.mv_threads = 1 if n * m <= SINGLE_THREAD_ELEMENTS else torch.get_num_threads()
+            kern.mv_threads = 1 if single else torch.get_num_threads()
             with single_thread(True):
-                f, g, it, err, converged = kern.solve(f, g, schedule, max_iter, tol, level_iter, overrelax)
-            engine.kernel = kern
+                f, g, it, err, converged = kern.solve(f0, g0, schedule, max_iter, tol, level_iter, overrelax)
+            finite = bool(torch.isfinite(f).all() and torch.isfinite(g).all())
+            if converged and finite:
+                engine.kernel = kern
+            else:  # continue in the log domain on the stored cost (no kernel to underflow)
+                del kern
+                escalated = True
+                start, sched = ((f, g), [epsilon]) if finite else ((f0, g0), schedule)
+                with single_thread(single):
+                    f, g, it2, err, converged = _solve_online(engine, *start, a, b, loga, logb, sched, max_iter,
+                                                              tol, symmetric, True)
+                it += it2
         else:
-            with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
-                f, g, it, err, converged = _solve_online(engine, f, g, a, b, loga, logb, schedule, max_iter, tol,
+            with single_thread(single):
+                f, g, it, err, converged = _solve_online(engine, f0, g0, a, b, loga, logb, schedule, max_iter, tol,
                                                          symmetric, init is not None)
+        converged = converged and bool(torch.isfinite(f).all() and torch.isfinite(g).all())
         if not symmetric:  # fix the gauge (f + c, g - c) so that <a, f> = <b, g>
             c = 0.5 * ((b * g).sum() - (a * f).sum())
             f, g = f + c, g - c
         entropic = (a * f).sum() + (b * g).sum()
 
+    if not converged:
+        msg = _not_converged_message(epsilon, it, err, tol, escalated)
+        if strict:
+            raise ConvergenceError(msg)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
     with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
-        tc, mass = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
+        tc = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
     loss = entropic + (tc - tc.detach()) if tc.requires_grad else entropic.clone()
     return SinkhornResult(
         f=f, g=g, a=a, b=b, epsilon=float(epsilon), transport_cost=tc.detach(), entropic=entropic,
         loss=loss, n_iter=it, converged=converged, marginal_error=err, backend=engine.backend, cost=cost,
+        escalated=escalated,
     )
 
 
