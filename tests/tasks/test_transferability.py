@@ -19,7 +19,7 @@ from tests.fixtures import write_emnist_letters, write_mnist_like, write_usps
 
 FAST = ["task.num_threads=1", "task.n_pool=100", "task.n_test=40", "task.n_distance=60", "task.n_pretrain=80",
         "task.pretrain_epochs=1", "task.n_finetune=30", "task.finetune_epochs=2",
-        "task.seeds=[0,1]", "trainer.accelerator=cpu", "distance=means"]
+        "task.seeds=[0,1]", "trainer.accelerator=cpu", "distance=means", "task.cache_dir=null"]
 
 
 def compose_experiment(name: str, overrides: list[str], output_dir) -> OmegaConf:
@@ -44,7 +44,8 @@ def partial_root(tmp_path_factory):
 def test_run_on_tiny_images_writes_one_row_per_pair(partial_root, tmp_path):
     pairs = "[[mnist,usps],[usps,mnist],[emnist,mnist],[mnist,kmnist]]"
     cfg = compose_experiment("transferability", [
-        f"paths.data_dir={partial_root}", f"task.pairs={pairs}", *FAST], tmp_path)
+        f"paths.data_dir={partial_root}", f"task.pairs={pairs}", *FAST,
+        "task.representation=normalized", "task.representations=[input,features]"], tmp_path)
     result = run(cfg)
     rows = result["rows"]
     assert [r["pair"] for r in rows] == ["MNIST→USPS", "USPS→MNIST", "EMNIST→MNIST", "mnist→kmnist"]
@@ -68,8 +69,49 @@ def test_run_on_tiny_images_writes_one_row_per_pair(partial_root, tmp_path):
     assert -1 <= record["correlation"]["spearman_rho"] <= 1
     assert result["correlation"] == record["correlation"]
     assert record["datasets"]["kmnist"].startswith("skipped")
+    # every distance column (compare + representations) with its statistics, and the figures
+    stats = {(e["distance"], e["outcome"]): e for e in record["statistics"]}
+    keys = {"otdd", "exact", "means", "sliced", "otdd@input", "otdd@features"}
+    assert {k for k, _ in stats} == keys and {o for _, o in stats} == {"gain", "error_drop"}
+    for row in done:
+        assert all(row[k] > 0 for k in keys)
+        scratch_err = 100 - row["scratch_acc"]
+        assert row["error_drop"] == pytest.approx(100 * row["gain"] / scratch_err, rel=0.2)  # seed means
+    main = stats[("otdd", "gain")]
+    assert main["spearman_rho"] == pytest.approx(record["correlation"]["spearman_rho"])
+    assert 0 < main["spearman_perm_p"] <= 1 and main["n_permutations"] >= 1
+    assert main["spearman_ci"][0] <= main["spearman_ci"][1]
+    assert math.isnan(main["rank_vs_otdd"])  # 2 unordered pairs: too few for a rank agreement
+    assert record["timings"]["sliced"]["computed"] == 3  # the matrix among MNIST, USPS and EMNIST
+    assert (out / "correlations.csv").is_file() and (out / "distances.png").stat().st_size > 0
+    assert (out / "scatter_all.png").stat().st_size > 0
+    assert "sliced" in (out / "transferability.csv").read_text().splitlines()[0]
     assert sorted(p.name for p in (out / "pretrained").glob("*.ckpt")) == [
         "EMNIST.ckpt", "MNIST.ckpt", "USPS.ckpt"]  # each source pre-trained once
+
+
+def test_one_job_per_pair_shares_caches_and_collects(partial_root, tmp_path):
+    """A sweep over task.pair_index: the second job reads the first one's distance and pre-trained
+    model from task.cache_dir, and task.collect merges both records into the one-run table."""
+    cache, sweep = tmp_path / "cache", tmp_path / "sweep"
+    common = [f"paths.data_dir={partial_root}", "task.pairs=[[mnist,usps],[usps,mnist]]", *FAST,
+              f"task.cache_dir={cache}", "~task.compare.exact", "~task.compare.means"]
+    records = []
+    for index in (0, 1):
+        run(compose_experiment("transferability", [*common, f"task.pair_index={index}"], sweep / str(index)))
+        records.append(json.loads((sweep / str(index) / "transferability.json").read_text()))
+    assert [r["rows"][0]["pair"] for r in records] == ["MNIST→USPS", "USPS→MNIST"]
+    assert records[0]["timings"]["otdd"]["computed"] == 1 and records[1]["timings"]["otdd"]["computed"] == 0
+    assert records[1]["rows"][0]["otdd"] == records[0]["rows"][0]["otdd"]
+    assert sorted(p.name for p in (cache / "pretrained").glob("*/*.ckpt")) == ["MNIST.ckpt", "USPS.ckpt"]
+    merged = run(compose_experiment("transferability", [*common, f"task.collect={sweep}"], tmp_path / "all"))
+    by_pair = {r["pair"]: r for r in merged["rows"]}
+    assert set(by_pair) == {"MNIST→USPS", "USPS→MNIST"}
+    for rec in records:
+        row = rec["rows"][0]
+        assert by_pair[row["pair"]]["gain"] == pytest.approx(row["gain"])
+        assert by_pair[row["pair"]]["sliced"] == pytest.approx(row["sliced"])
+    assert len(json.loads((tmp_path / "all" / "transferability.json").read_text())["runs"]) == 4
 
 
 def test_strict_stops_on_missing_data(partial_root, tmp_path):

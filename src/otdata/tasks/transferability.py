@@ -1,29 +1,41 @@
 """`experiment=transferability`: does a smaller OTDD between two datasets mean more gain from transfer?
 
 For every (source, target) pair of `task.pairs` (or every ordered pair of `task.datasets`):
-  1. the OTDD between a subsample of the source and one of the target (`distance` group; the OTDD is
-     symmetric, so it is computed once per unordered pair);
-  2. a classifier pre-trained on a source subsample (once per source, reused by all its pairs);
+  1. dataset distances between seeded stratified subsamples (`task.n_distance` items) of the two
+     training pools, through `otdata.distance.distance_matrix` (each dataset prepared once, each
+     unordered pair computed once and cached on disk under `task.cache_dir`): the `distance` group
+     on `task.representation` (the `otdd` column), every distance of `task.compare` on the same
+     representation, and the `distance` group on each of `task.representations`
+     (`otdd@<representation>` columns: input pixels, the papers' normalisation, per-dataset
+     standardisation, or the penultimate features of one frozen pre-trained network);
+  2. a classifier pre-trained on a source subsample (once per source and settings, cached);
   3. for each seed of `task.seeds`, the same small target sample (`task.n_finetune`) trained on twice
-     with the same budget (epochs, batch size, optimizer): once starting from the pre-trained weights
-     (the head is replaced when the class counts differ), once from scratch;
-  4. transfer gain = target test accuracy fine-tuned − from scratch (percentage points), averaged
-     over the seeds.
-Then Pearson and Spearman correlations (with p-values) between OTDD and gain over the pairs; the
-OTDD paper (Alvarez-Melis & Fusi 2020) reports a negative one (ρ ≈ −0.59 on *NIST).
+     with the same budget: once from the pre-trained weights (the head is replaced when the class
+     counts differ; `task.freeze` keeps some layers fixed), once from scratch;
+  4. the transfer gain (fine-tuned − scratch target test accuracy, points) and the relative drop in
+     test error (`error_drop`, % of the scratch error: the OTDD paper's measure), per seed and averaged.
+Then, for every distance column and both outcomes: Pearson and Spearman correlations with scipy's
+p-values, dataset-permutation p-values (`otdata.correlation.permutation_test`) and bootstrap
+intervals over seeds (`bootstrap_seeds`), and each distance's rank agreement with `otdd`.
 
 Datasets are data configs (`conf/data/<name>.yaml`, loaded like the repurpose task's sources) or
 sub-tasks named in `task.subsets` (some classes / a disjoint part of a data config's split, see
-`otdata.models.transfer.carve`). A dataset whose files are missing is skipped: its pairs get a row whose
-status says so (`task.strict=true` stops instead).
+`otdata.models.transfer.carve`). A dataset whose files are missing is skipped: its pairs get a row
+whose status says so (`task.strict=true` stops instead).
 
-Writes `transferability.csv/.md` (one row per pair), `transferability.json` (rows, per-seed
-accuracies, correlations, settings), `scatter.png` (gain against OTDD, one labelled point per pair)
-and the pre-trained source classifiers under `pretrained/`.
+As a sweep: `task.pair_index=range(0,20)` runs one pair per job (e.g. one SLURM array task each),
+`task.seeds=[0],[1],[2]` one seed per job; the jobs share pre-trained models and distances through
+`task.cache_dir`, and `task.collect=<sweep folder>` merges their records into one.
+
+Writes `transferability.csv/.md` (one row per pair), `correlations.csv/.md` (one row per distance
+and outcome), `transferability.json` (rows, per-seed runs, statistics, timings, settings),
+`scatter.png` (outcome against OTDD, labelled points, error bars over seeds), `scatter_all.png`
+(one panel per distance) and `distances.png` (heat map of the OTDD matrix).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -39,14 +51,15 @@ from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from otdata import plots
-from otdata.correlation import correlate, describe
+from otdata.correlation import bootstrap_seeds, correlate, describe, permutation_test
 from otdata.data import DataFileError
+from otdata.distance import distance_matrix
 from otdata.models import Classifier
 from otdata.tables import write_table
 from otdata.tasks.common import source_config
 from otdata.models import config_dict, load_or_train_classifier
 from otdata.models.transfer import (TensorDataModule, accuracy, build, carve, fit, quiet_lightning,
-                             sample, transfer_weights)
+                                    sample, transfer_weights)
 
 log = logging.getLogger(__name__)
 
@@ -146,31 +159,87 @@ class Loader:
         return Dataset(name, X_tr, y_tr, X_te, y_te, kept, image_size, origin=origin)
 
 
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class Experiment:
     """The per-pair computations, with the run-wide caches (distances, pre-trained models)."""
 
     def __init__(self, cfg: DictConfig, out: Path):
         self.cfg, self.task, self.out = cfg, cfg.task, out
         self.model_cfg = self.task.model if self.task.get("model") is not None else cfg.model
-        self.distance = instantiate(cfg.distance)
-        self.distances: dict[frozenset, float] = {}
+        cache = self.task.get("cache_dir")
+        self.cache = Path(cache) if cache else None
+        self.distances: dict[str, dict[frozenset, float]] = {}
+        self.timings: dict[str, dict] = {}
         self.pretrained: dict[str, tuple[Classifier, float]] = {}
 
-    def otdd(self, source: Dataset, target: Dataset) -> float:
-        key = frozenset((source.name, target.name))
-        if key not in self.distances:
-            n = self.task.n_distance
-            i, j = sample(source.y, n, self.cfg.seed), sample(target.y, n, self.cfg.seed)
-            start = time.perf_counter()
-            result = self.distance(source.X[i], source.y[i], target.X[j], target.y[j],
-                                   class_names1=source.class_names, class_names2=target.class_names)
-            self.distances[key] = float(result.value)
-            log.info("OTDD(%s, %s) = %.4g (%d × %d, %.0f s)", source.name, target.name,
-                     result.value, len(i), len(j), time.perf_counter() - start)
-        return self.distances[key]
+    # ------------------------------------------------------------------ distances
+    def distance_specs(self) -> dict[str, tuple[DictConfig, str]]:
+        """Column name -> (distance config, representation) for every distance of the run."""
+        task, main = self.task, str(self.task.representation)
+        specs = {"otdd": (self.cfg.distance, main)}
+        for name, node in (task.get("compare") or {}).items():
+            specs[str(name)] = (node, main)
+        for rep in task.get("representations") or []:
+            if str(rep) != main:
+                specs[f"otdd@{rep}"] = (self.cfg.distance, str(rep))
+        return specs
 
+    def represent(self, name: str, X: torch.Tensor, loader: "Loader") -> torch.Tensor:
+        """Features a distance sees: `input` (as loaded, images in [0, 1]), `normalized` (the papers'
+        transform, `(x - mean) / std` with the same constants for every dataset), `standardized`
+        (each dataset by its own mean and std) or `features` (penultimate activations of the network
+        pre-trained on `task.feature_source`, frozen)."""
+        if name == "input":
+            return X
+        if name == "normalized":
+            norm = self.task.normalization
+            return (X - float(norm.mean)) / float(norm.std)
+        if name == "standardized":
+            return (X - X.mean()) / X.std()
+        if name == "features":
+            model, _ = self.pretrain(loader(str(self.task.feature_source)))
+            with torch.no_grad():
+                return torch.cat([model.net.embed(chunk) for chunk in X.split(1024)]).detach()
+        raise ValueError(f"unknown representation {name!r}: input, normalized, standardized or features")
+
+    def compute_distances(self, datasets: dict[str, Dataset], loader: "Loader") -> None:
+        """Every distance of `distance_specs` among `datasets`, through `distance_matrix` (cached)."""
+        n, seed = self.task.n_distance, self.cfg.seed
+        subsamples = {}
+        for name, d in sorted(datasets.items()):  # one order for every job: the cache keys match
+            keep = sample(d.y, n, seed)
+            subsamples[name] = (d.X[keep], d.y[keep])
+        names = list(subsamples)
+        for key, (node, rep) in self.distance_specs().items():
+            dd = instantiate(node)
+            data = {name: (self.represent(rep, X, loader), y) for name, (X, y) in subsamples.items()}
+            start = time.perf_counter()
+            matrix = distance_matrix(data, dd, cache_dir=None if self.cache is None else self.cache / "distances")
+            seconds = time.perf_counter() - start
+            pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+            computed = sum(not matrix.cached[i][j] for i, j in pairs)
+            self.distances.setdefault(key, {}).update(
+                {frozenset((names[i], names[j])): float(matrix.values[i, j]) for i, j in pairs})
+            t = self.timings.setdefault(key, {"representation": rep, "seconds": 0.0, "pairs": 0, "computed": 0})
+            t["seconds"] = round(t["seconds"] + seconds, 2)
+            t["pairs"] += len(pairs)
+            t["computed"] += computed
+            t["seconds_per_pair"] = round(t["seconds"] / t["computed"], 3) if t["computed"] else None
+            log.info("%s on %s: %d pairs (%d computed) in %.1f s", key, rep, len(pairs), computed, seconds)
+            if key == "otdd" and len(names) > 1:
+                plots.label_distance_heatmap(
+                    matrix.values, names, names, self.out / "distances.png",
+                    title=f"{node.get('label_distance', node.get('_target_', ''))} OTDD on {rep} "
+                          f"({n} items per dataset)", row_label="", col_label="",
+                    colorbar_label="OTDD")
+
+    # ------------------------------------------------------------------ training
     def pretrain(self, source: Dataset) -> tuple[Classifier, float]:
-        """The classifier pre-trained on `source` (trained once per run) and its source test accuracy."""
+        """The classifier pre-trained on `source` (trained once per settings, cached) and its source
+        test accuracy."""
         if source.name not in self.pretrained:
             task, seed = self.task, self.cfg.seed
             keep = sample(source.y, task.n_pretrain, seed)
@@ -184,15 +253,20 @@ class Experiment:
             trainer.update(max_epochs=int(task.pretrain_epochs), min_epochs=1,
                            enable_progress_bar=False, enable_model_summary=False,
                            default_root_dir=str(self.out / "pretrained"))
+            folder = self.out / "pretrained"
+            if self.cache is not None:  # shared by the jobs of a sweep with the same settings
+                folder = self.cache / "pretrained" / _digest(
+                    config_dict(self.model_cfg), source.origin, len(source.y), int(task.n_pretrain),
+                    int(task.pretrain_epochs), int(task.pretrain_batch_size), seed)
             start = time.perf_counter()
             with quiet_lightning():
                 model, _ = load_or_train_classifier(
-                    dm, self.out / "pretrained" / f"{source.name}.ckpt", model=model,
-                    trainer=trainer, out_dir=self.out / "pretrained" / source.name, seed=seed)
+                    dm, folder / f"{source.name}.ckpt", model=model,
+                    trainer=trainer, out_dir=folder / source.name, seed=seed)
             acc = accuracy(model, source.X_test, source.y_test)
             log.info("Pre-trained on %s (%d items, %d epochs): %.2f%% source test accuracy (%.0f s)",
                      source.name, len(keep), task.pretrain_epochs, acc, time.perf_counter() - start)
-            self.pretrained[source.name] = (model, acc)
+            self.pretrained[source.name] = (model.eval(), acc)
         return self.pretrained[source.name]
 
     def one_seed(self, pretrained: Classifier, target: Dataset, seed: int) -> dict:
@@ -207,11 +281,16 @@ class Experiment:
         L.seed_everything(seed, workers=True)
         tuned = build(self.model_cfg, target.num_classes, X, target.image_size)
         fresh = transfer_weights(pretrained, tuned, head=task.head)
+        frozen = [str(f) for f in task.get("freeze") or []]
+        for name, param in tuned.named_parameters():
+            if any(name.startswith(prefix) for prefix in frozen):
+                param.requires_grad_(False)
         fit(tuned, X, y, **budget)
         scratch_acc = accuracy(scratch, target.X_test, target.y_test)
         tuned_acc = accuracy(tuned, target.X_test, target.y_test)
         return {"seed": seed, "n_finetune": len(y), "scratch_acc": scratch_acc,
                 "finetune_acc": tuned_acc, "gain": tuned_acc - scratch_acc,
+                "error_drop": error_drop(scratch_acc, tuned_acc),
                 "head": "replaced" if any(k.startswith("net.classifier.") for k in fresh) else "kept"}
 
     def pair(self, source: Dataset, target: Dataset) -> tuple[dict, list[dict]]:
@@ -219,26 +298,40 @@ class Experiment:
         if source.X.shape[1] != target.X.shape[1]:
             raise ValueError(f"{source.name} has {source.X.shape[1]} features and {target.name} "
                              f"{target.X.shape[1]}: they need the same input space.")
-        distance = self.otdd(source, target)
+        key = frozenset((source.name, target.name))
         pretrained, source_acc = self.pretrain(source)
-        runs = [self.one_seed(pretrained, target, int(seed)) for seed in seeds(self.task)]
-        gains = [r["gain"] for r in runs]
-        row = {
-            "pair": f"{source.name}→{target.name}", "source": source.name, "target": target.name,
-            "otdd": distance,
-            "scratch_acc": statistics.fmean(r["scratch_acc"] for r in runs),
-            "finetune_acc": statistics.fmean(r["finetune_acc"] for r in runs),
-            "gain": statistics.fmean(gains),
-            "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
-            "source_acc": source_acc, "head": runs[0]["head"],
-            "n_pretrain": min(int(self.task.n_pretrain), len(source.y)),
-            "n_finetune": runs[0]["n_finetune"], "n_test": len(target.y_test),
-            "seeds": len(runs), "seconds": round(time.perf_counter() - start, 1), "status": "ok",
-        }
+        runs = [{"pair": f"{source.name}→{target.name}", "source": source.name, "target": target.name,
+                 **self.one_seed(pretrained, target, int(seed))} for seed in seeds(self.task)]
+        meta = {"source_acc": source_acc, "n_pretrain": min(int(self.task.n_pretrain), len(source.y)),
+                "n_test": len(target.y_test), "seconds": round(time.perf_counter() - start, 1),
+                **{name: table[key] for name, table in self.distances.items() if key in table}}
+        row = summarize_pair(source.name, target.name, runs, meta)
         log.info("%s: OTDD %.4g, scratch %.2f%%, fine-tuned %.2f%%, gain %+.2f ± %.2f",
-                 row["pair"], distance, row["scratch_acc"], row["finetune_acc"], row["gain"],
+                 row["pair"], row["otdd"], row["scratch_acc"], row["finetune_acc"], row["gain"],
                  row["gain_std"])
-        return row, [{"pair": row["pair"], **r} for r in runs]
+        return row, runs
+
+
+def error_drop(scratch_acc: float, tuned_acc: float) -> float:
+    """Relative drop in test error (%) from scratch to fine-tuned: 100 (e_scratch − e_tuned) / e_scratch."""
+    scratch_err = 100.0 - scratch_acc
+    return 100.0 * (tuned_acc - scratch_acc) / scratch_err if scratch_err > 0 else math.nan
+
+
+def summarize_pair(source: str, target: str, runs: list[dict], meta: dict) -> dict:
+    """One table row: the seed averages (and standard deviations) of a pair's runs, plus `meta`."""
+    def mean(k):
+        return statistics.fmean(r[k] for r in runs)
+
+    def std(k):
+        return statistics.stdev([r[k] for r in runs]) if len(runs) > 1 else 0.0
+
+    return {"pair": f"{source}→{target}", "source": source, "target": target,
+            "scratch_acc": mean("scratch_acc"), "finetune_acc": mean("finetune_acc"),
+            "gain": mean("gain"), "gain_std": std("gain"),
+            "error_drop": mean("error_drop"), "error_drop_std": std("error_drop"),
+            "head": runs[0]["head"], "n_finetune": runs[0]["n_finetune"], "seeds": len(runs),
+            "status": "ok", **meta}
 
 
 def seeds(task: DictConfig) -> list[int]:
@@ -252,6 +345,98 @@ def skipped_row(source: str, target: str, error: Exception) -> dict:
     else:
         reason = f"skipped: {error}"
     return {"pair": f"{source}→{target}", "source": source, "target": target, "status": reason}
+
+
+OUTCOMES = ("gain", "error_drop")
+
+
+def pair_statistics(rows: list[dict], runs: list[dict], distance_keys: list[str]) -> list[dict]:
+    """For every distance column and outcome: correlations, dataset-permutation p-values, bootstrap
+    intervals over seeds and the distance's rank agreement with `otdd` over the unordered pairs."""
+    done = [r for r in rows if r.get("status") == "ok"]
+    pairs = [(r["source"], r["target"]) for r in done]
+    by_seed: dict[int, dict[str, dict]] = {}
+    for run in runs:
+        by_seed.setdefault(run["seed"], {})[run["pair"]] = run
+    complete = [s for s, got in sorted(by_seed.items()) if all(r["pair"] in got for r in done)]
+    out = []
+    for key in distance_keys:
+        if not done or any(key not in r for r in done):
+            continue
+        x = [r[key] for r in done]
+        unordered = {frozenset(p): r[key] for p, r in zip(pairs, done)}
+        main = {frozenset(p): r["otdd"] for p, r in zip(pairs, done)}
+        agree = correlate([main[k] for k in unordered], list(unordered.values()))
+        for outcome in OUTCOMES:
+            y = [r[outcome] for r in done]
+            c = correlate(x, y)
+            entry = {"distance": key, "outcome": outcome, **{k: c[k] for k in
+                     ("n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")}}
+            if c["n"] >= 3 and math.isfinite(c["pearson_r"]):
+                for method in ("pearson", "spearman"):
+                    for alt, tag in (("two-sided", ""), ("less", "_less")):
+                        test = permutation_test(pairs, x, y, method=method, alternative=alt)
+                        entry[f"{method}_perm_p{tag}"] = test["p_value"]
+                    entry["n_permutations"] = test["n_permutations"]
+                if len(complete) > 1:
+                    ci = bootstrap_seeds(x, [[by_seed[s][r["pair"]][outcome] for r in done] for s in complete])
+                    entry["pearson_ci"], entry["spearman_ci"] = ci["pearson"], ci["spearman"]
+            entry["rank_vs_otdd"] = agree["spearman_rho"]
+            out.append(entry)
+    return out
+
+
+STAT_COLUMNS = ["distance", "outcome", "n", "pearson_r", "pearson_p", "pearson_perm_p", "pearson_ci",
+                "spearman_rho", "spearman_p", "spearman_perm_p", "spearman_perm_p_less", "spearman_ci",
+                "rank_vs_otdd", "seconds_per_pair"]
+
+
+def scatter(rows: list[dict], key: str, outcome: str, ax, title: str) -> None:
+    """Outcome against a distance, one labelled point per pair, error bars = std over seeds."""
+    x = [r[key] for r in rows]
+    y = [r[outcome] for r in rows]
+    ax.errorbar(x, y, yerr=[r.get(f"{outcome}_std", 0.0) for r in rows], fmt="o", ms=4, capsize=2,
+                color="tab:blue", ecolor="0.6")
+    for r in rows:
+        ax.annotate(r["pair"], (r[key], r[outcome]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlabel(key)
+    ax.set_ylabel({"gain": "transfer gain (accuracy points)",
+                   "error_drop": "relative drop in test error (%)"}[outcome])
+    ax.set_title(title, fontsize=8)
+
+
+def figures(rows: list[dict], stats: list[dict], out: Path, outcome: str) -> None:
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r.get("status") == "ok"]
+    if not done:
+        return
+    by_key = {(s["distance"], s["outcome"]): s for s in stats}
+
+    def title(key):
+        s = by_key.get((key, outcome))
+        if s is None:
+            return key
+        text = f"Pearson r = {s['pearson_r']:.2f}, Spearman ρ = {s['spearman_rho']:.2f} (n = {s['n']})"
+        if "spearman_perm_p" in s:
+            text += f"\\ndataset-permutation p: Pearson {s['pearson_perm_p']:.3f}, Spearman {s['spearman_perm_p']:.3f}"
+        return text
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    scatter(done, "otdd", outcome, ax, title("otdd"))
+    plots.save_figure(fig, out / "scatter.png")
+    keys = [s["distance"] for s in stats if s["outcome"] == outcome]
+    if len(keys) > 1:
+        cols = min(3, len(keys))
+        fig, axes = plt.subplots((len(keys) + cols - 1) // cols, cols, figsize=(5 * cols, 3.8 * ((len(keys) + cols - 1) // cols)),
+                                 squeeze=False)
+        for ax, key in zip(axes.flat, keys):
+            scatter(done, key, outcome, ax, f"{key}\\n{title(key)}")
+        for ax in list(axes.flat)[len(keys):]:
+            ax.axis("off")
+        fig.tight_layout()
+        plots.save_figure(fig, out / "scatter_all.png")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -269,17 +454,30 @@ def run(cfg: DictConfig) -> dict:
 def _run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.task.get("collect"):
+        return collect(cfg, Path(cfg.task.collect), out)
     started = time.perf_counter()
     pairs = resolve_pairs(cfg.task)
+    if cfg.task.get("pair_index") is not None:
+        pairs = [pairs[int(cfg.task.pair_index)]]
     load, experiment = Loader(cfg), Experiment(cfg, out)
+    available = {}
+    for name in dict.fromkeys(n for pair in pairs for n in pair):
+        try:
+            available[name] = load(name)
+        except DataFileError:
+            if cfg.task.strict:
+                raise
+    for dim in sorted({d.X.shape[1] for d in available.values()}):  # one input space at a time
+        group = {d.name: d for d in available.values() if d.X.shape[1] == dim}
+        if len(group) > 1:
+            experiment.compute_distances(group, load)
     rows: list[dict] = []
     runs: list[dict] = []
     for source_name, target_name in pairs:
         try:
             source, target = load(source_name), load(target_name)
         except DataFileError as error:
-            if cfg.task.strict:
-                raise
             rows.append(skipped_row(source_name, target_name, error))
         else:
             try:
@@ -292,33 +490,74 @@ def _run(cfg: DictConfig) -> dict:
             else:
                 rows.append(row)
                 runs.extend(pair_runs)
-        write_table(rows, out / "transferability", COLUMNS)  # after every pair: nothing lost later
-
-    done = [r for r in rows if r.get("status") == "ok"]
-    correlation = correlate([r["otdd"] for r in done], [r["gain"] for r in done])
-    log.info("OTDD vs transfer gain over %d pairs: %s", len(done), describe(correlation))
-    if done:
-        plots.labeled_scatter(
-            [r["otdd"] for r in done], [r["gain"] for r in done], [r["pair"] for r in done],
-            out / "scatter.png", xlabel="OTDD(source, target)",
-            ylabel="transfer gain (accuracy points)",
-            title=f"{describe(correlation)}".replace(", Spearman", "\nSpearman"))
-    seconds = time.perf_counter() - started
+        write_table(rows, out / "transferability", columns(experiment.distances))  # nothing lost later
     datasets = {name: (d.origin if isinstance(d, Dataset) else f"skipped: {d.files[0]}")
                 for name, d in load.loaded.items()}
-    record = {
-        "rows": rows, "runs": runs, "correlation": correlation,
-        "paper_spearman": PAPER_SPEARMAN, "datasets": datasets, "seconds": seconds,
-        "settings": {
-            "task": OmegaConf.to_container(cfg.task, resolve=True),
-            "model": config_dict(experiment.model_cfg),
-            "distance": OmegaConf.to_container(cfg.distance, resolve=True),
-            "trainer": {k: v for k, v in config_dict(cfg.trainer).items() if k != "default_root_dir"},
-            "seed": cfg.seed,
-        },
+    settings = {
+        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "model": config_dict(experiment.model_cfg),
+        "distance": OmegaConf.to_container(cfg.distance, resolve=True),
+        "trainer": {k: v for k, v in config_dict(cfg.trainer).items() if k != "default_root_dir"},
+        "seed": cfg.seed,
     }
+    return finish(out, rows, runs, experiment.timings, datasets, settings, time.perf_counter() - started,
+                  str(cfg.task.outcome))
+
+
+def columns(distances) -> list[str]:
+    extra = [k for k in distances if k != "otdd"]
+    return (["pair", "source", "target", "otdd", *extra, "gain", "gain_std", "error_drop", "error_drop_std",
+             "scratch_acc", "finetune_acc", "source_acc", "head", "n_pretrain", "n_finetune", "n_test",
+             "seeds", "seconds", "status"])
+
+
+def finish(out: Path, rows, runs, timings, datasets, settings, seconds, outcome) -> dict:
+    """Statistics, tables, figures and the JSON record of a run (or of collected runs)."""
+    write_table(rows, out / "transferability", columns(timings or {"otdd": None}))
+    stats = pair_statistics(rows, runs, list(timings or ["otdd"]))
+    for s in stats:
+        s["seconds_per_pair"] = (timings.get(s["distance"]) or {}).get("seconds_per_pair")
+    write_table(stats, out / "correlations", STAT_COLUMNS)
+    main = next((s for s in stats if s["distance"] == "otdd" and s["outcome"] == outcome), None)
+    done = [r for r in rows if r.get("status") == "ok"]
+    correlation = correlate([r["otdd"] for r in done], [r[outcome] for r in done])
+    log.info("OTDD vs %s over %d pairs: %s", outcome, len(done), describe(correlation))
+    if main is not None and "spearman_perm_p" in main:
+        log.info("dataset-permutation p: Pearson %.3f, Spearman %.3f (%d relabellings)",
+                 main["pearson_perm_p"], main["spearman_perm_p"], main["n_permutations"])
+    figures(rows, stats, out, outcome)
+    record = {"rows": rows, "runs": runs, "correlation": correlation, "outcome": outcome,
+              "statistics": stats, "timings": timings, "paper_spearman": PAPER_SPEARMAN,
+              "datasets": datasets, "seconds": seconds, "settings": settings}
     (out / "transferability.json").write_text(json.dumps(record, indent=2, default=str))
     log.info("Results (%.0f s): %s", seconds, out / "transferability.md")
     rho = correlation["spearman_rho"]
-    return {"rows": rows, "correlation": correlation, "seconds": seconds,
+    return {"rows": rows, "correlation": correlation, "statistics": stats, "seconds": seconds,
             "objective": rho if math.isfinite(rho) else None}
+
+
+def collect(cfg: DictConfig, folder: Path, out: Path) -> dict:
+    """Merge the records of a sweep's jobs (one pair or one seed each) into one record."""
+    records = [json.loads(p.read_text()) for p in sorted(folder.rglob("transferability.json"))
+               if out not in p.parents and p.parent != out]
+    if not records:
+        raise FileNotFoundError(f"no transferability.json under {folder}")
+    runs, meta, timings, datasets = {}, {}, {}, {}
+    for rec in records:
+        for r in rec["runs"]:
+            runs[(r["pair"], r["seed"])] = r
+        for row in rec["rows"]:
+            if row.get("status") == "ok":
+                keep = {k: v for k, v in row.items() if k in ("source_acc", "n_pretrain", "n_test", "seconds")
+                        or k == "otdd" or k in rec.get("timings", {})}
+                meta.setdefault(row["pair"], {}).update(keep)
+        timings.update(rec.get("timings", {}))
+        datasets.update(rec.get("datasets", {}))
+    rows = []
+    for pair, m in meta.items():
+        pair_runs = sorted((r for (p, _), r in runs.items() if p == pair), key=lambda r: r["seed"])
+        rows.append(summarize_pair(pair_runs[0]["source"], pair_runs[0]["target"], pair_runs, m))
+    return finish(out, rows, sorted(runs.values(), key=lambda r: (r["pair"], r["seed"])), timings, datasets,
+                  {"collected_from": [str(p.relative_to(folder)) for p in sorted(folder.rglob("transferability.json"))
+                                      if out not in p.parents and p.parent != out],
+                   **records[0]["settings"]}, sum(r["seconds"] for r in records), str(cfg.task.outcome))
