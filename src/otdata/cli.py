@@ -15,6 +15,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from otdata import console
 from otdata.config import CONFIG_DIR
 from otdata.data.errors import DataFileError
 
@@ -42,8 +43,20 @@ def run_task(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point. Returns the task's `objective` metric, if any (for sweepers)."""
+    job = _job()
+    console.setup()
+    console.announce(cfg.task.name, job["output_dir"], job["overrides"])
     result = run_task(cfg) or {}
+    console.finish(cfg.task.name, job["output_dir"], job["overrides"])
     return result.get("objective")
+
+
+def _job() -> dict:
+    """This job's run folder and task overrides, from Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    return {"output_dir": hydra_cfg.runtime.output_dir, "overrides": list(hydra_cfg.overrides.task)}
 
 
 if __name__ == "__main__":
