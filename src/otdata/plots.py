@@ -3,6 +3,7 @@ before/after image grids and labeled scatter plots. Every function writes a PNG 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Sequence
 
@@ -39,11 +40,12 @@ def as_images(X: torch.Tensor, image_shape: Sequence[int] | None = None) -> np.n
 def label_distance_heatmap(
     distances: torch.Tensor, row_names: Sequence[str], col_names: Sequence[str], path: str | Path,
     title: str = "Label distances", row_label: str = "source", col_label: str = "target",
+    colorbar_label: str = "label distance",
 ) -> Path:
     """Annotated heatmap of a (C1, C2) label-distance matrix (as in the OTDD paper's MNIST×USPS figure)."""
     D = torch.as_tensor(distances).detach().cpu().numpy()
     rows, cols = D.shape
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * cols, 1.0 + 0.5 * rows))
+    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * cols, 1.0 + 0.5 * rows))
     image = ax.imshow(D, cmap="viridis_r")
     ax.set_xticks(range(cols), [str(c) for c in col_names], rotation=45, ha="right")
     ax.set_yticks(range(rows), [str(r) for r in row_names])
@@ -56,54 +58,123 @@ def label_distance_heatmap(
             for j in range(cols):
                 ax.text(j, i, f"{D[i, j]:.3g}", ha="center", va="center", fontsize=7,
                         color="white" if D[i, j] > threshold else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label(colorbar_label)
     return save_figure(fig, path)
+
+
+def _class_name(names: Sequence[str] | None, label) -> str:
+    label = int(label)
+    return str(names[label]) if names is not None and 0 <= label < len(names) else str(label)
+
+
+def one_per_class(y: torch.Tensor, limit: int) -> list[int]:
+    """Indices of the first item of each class, in class order, then more rounds up to `limit`."""
+    y = torch.as_tensor(y).cpu()
+    by_class = [torch.nonzero(y == c).flatten().tolist() for c in torch.unique(y).tolist()]
+    picks: list[int] = []
+    for round_ in range(max((len(ix) for ix in by_class), default=0)):
+        for ix in by_class:
+            if round_ < len(ix) and len(picks) < limit:
+                picks.append(ix[round_])
+    return picks
 
 
 def correspondence_grid(
     X_source: torch.Tensor, X_target: torch.Tensor, matches: torch.Tensor, path: str | Path,
-    image_shape: Sequence[int] | None = None, rows: int = 8, title: str = "Source → coupled target items",
+    image_shape: Sequence[int] | None = None, rows: int = 8, title: str | None = None,
+    y_source: torch.Tensor | None = None, y_target: torch.Tensor | None = None,
+    source_classes: Sequence[str] | None = None, target_classes: Sequence[str] | None = None,
+    source_name: str = "source", target_name: str = "target",
 ) -> Path:
     """Each row: one source item, then the target items the coupling sends most of its mass to.
 
-    `matches` is `(n_source, k)` target indices (e.g. the top-k of each coupling row).
+    `matches` is `(n_source, k)` target indices (e.g. the top-k of each coupling row). With labels,
+    the rows show one source item per class and every image is captioned with its class name.
     """
     source, target = as_images(X_source, image_shape), as_images(X_target, image_shape)
     matches = torch.as_tensor(matches)[:, :6]
-    picks = np.linspace(0, len(source) - 1, num=min(rows, len(source))).astype(int)
+    if y_source is not None:
+        picks = one_per_class(y_source, max(rows, len(torch.unique(torch.as_tensor(y_source)))))
+        picks = picks[:max(rows, 10)]
+    else:
+        picks = np.linspace(0, len(source) - 1, num=min(rows, len(source))).astype(int).tolist()
     k = matches.shape[1]
-    fig, axes = plt.subplots(len(picks), k + 1, figsize=(1.1 * (k + 1), 1.1 * len(picks)), squeeze=False)
+    fig, axes = plt.subplots(len(picks), k + 1, figsize=(1.2 * (k + 1) + 0.6, 1.25 * len(picks)),
+                             squeeze=False)
     for r, i in enumerate(picks):
         axes[r, 0].imshow(source[i], cmap="gray")
+        if y_source is not None:
+            axes[r, 0].set_xlabel(_class_name(source_classes, y_source[i]), fontsize=7, labelpad=1)
         for j in range(k):
-            axes[r, j + 1].imshow(target[int(matches[i, j])], cmap="gray")
+            t = int(matches[i, j])
+            axes[r, j + 1].imshow(target[t], cmap="gray")
+            if y_target is not None:
+                axes[r, j + 1].set_xlabel(_class_name(target_classes, y_target[t]), fontsize=7,
+                                          labelpad=1)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, 0].set_title("source", fontsize=8)
+    axes[0, 0].set_title(f"{source_name}\nitem", fontsize=8)
     for j in range(k):
-        axes[0, j + 1].set_title(f"match {j + 1}", fontsize=8)
-    fig.suptitle(title, fontsize=9)
+        axes[0, j + 1].set_title(f"{target_name}\nmatch {j + 1}", fontsize=8)
+    fig.suptitle(title or f"{source_name} → {target_name}: each {source_name} item and the "
+                 f"{k} {target_name} items\nthe OTDD coupling sends most of its mass to "
+                 "(class names under the images)", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
 def image_rows(
     rows: dict[str, torch.Tensor], path: str | Path, image_shape: Sequence[int] | None = None,
     per_row: int = 12, title: str | None = None,
+    captions: Mapping[str, Sequence[str]] | None = None, separate: Sequence[str] = (),
+    separate_note: str = "not paired with the columns above",
 ) -> Path:
-    """One row of images per entry of `rows` (e.g. {"before": X0, "after": X1}), first `per_row` each."""
-    fig, axes = plt.subplots(len(rows), per_row, figsize=(0.9 * per_row, 1.0 * len(rows)), squeeze=False)
-    for r, (name, X) in enumerate(rows.items()):
-        images = as_images(X[:per_row], image_shape)
+    """One row of images per entry of `rows` (e.g. {"before": X0, "after": X1}), first `per_row` each.
+
+    `captions[name]` puts a text under each image of that row (class name, prediction). Rows named
+    in `separate` are drawn after a gap and a note, so they do not read as lined up with the
+    columns above (e.g. target samples under a source's before/after rows).
+    """
+    captions = captions or {}
+    layout: list[str | None] = []
+    for name in rows:
+        if name in separate and layout:
+            layout.append(None)  # a spacer with the note
+        layout.append(name)
+    has_caption = bool(captions)
+    heights = [1.0 if name is not None else 0.35 for name in layout]
+    fig, axes = plt.subplots(
+        len(layout), per_row, squeeze=False,
+        figsize=(0.95 * per_row + 0.6, sum(heights) * (1.25 if has_caption else 1.0) + 0.4),
+        gridspec_kw={"height_ratios": heights},
+    )
+    for r, name in enumerate(layout):
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if name is None:
+            for ax in axes[r]:
+                ax.axis("off")
+            following = layout[r + 1]
+            axes[r, 0].text(0.0, 0.2, f"{following}: {separate_note}", fontsize=8, style="italic",
+                            transform=axes[r, 0].transAxes, ha="left", va="center")
+            continue
+        images = as_images(rows[name][:per_row], image_shape)
+        texts = captions.get(name)
         for j in range(per_row):
             ax = axes[r, j]
             if j < len(images):
                 ax.imshow(images[j], cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
+                if texts is not None and j < len(texts):
+                    ax.set_xlabel(str(texts[j]), fontsize=6, labelpad=1)
+            else:
+                ax.axis("off")
         axes[r, 0].set_ylabel(name, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(wspace=0.08, hspace=0.45 if captions else 0.12)
     return save_figure(fig, path)
 
 

@@ -100,11 +100,13 @@ def _pick(T: int, n_snapshots: int) -> list[int]:
 
 
 def save_flow_snapshots(trajectory, path: str | Path, image_shape=None, n_images: int = 8,
-                        n_snapshots: int = 6, value_range=(0.0, 1.0), title: str | None = None) -> Path:
+                        n_snapshots: int = 6, value_range=(0.0, 1.0), title: str | None = None,
+                        captions: Sequence[str] | None = None) -> Path:
     """One row per snapshot (step), ``n_images`` particles per row, step numbers on the left.
 
     ``trajectory`` is ``FlowResult.trajectory`` (dict with ``frames``/``steps``) or a
-    ``(T, m, d)`` tensor."""
+    ``(T, m, d)`` tensor. ``captions`` (one per recorded particle, e.g. its class name) are written
+    under the columns of the last row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,34 +115,58 @@ def save_flow_snapshots(trajectory, path: str | Path, image_shape=None, n_images
     frames, steps = _frames(trajectory)
     rows = _pick(len(frames), n_snapshots)
     n_images = min(n_images, frames.shape[1])
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n_images + 1, 1.1 * len(rows) + 0.4),
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n_images + 1, 1.1 * len(rows) + 0.8),
                              squeeze=False)
+    side = None
     for ax, t in zip(axes[:, 0], rows):
-        ax.imshow(image_grid(frames[t, :n_images], image_shape, nrow=n_images, value_range=value_range),
-                  cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        grid = image_grid(frames[t, :n_images], image_shape, nrow=n_images, value_range=value_range)
+        side = (grid.shape[1] - 2) / n_images
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(f"step {steps[t]}", rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
+    if captions is not None and side:
+        last = axes[-1, 0]
+        last.set_xticks([2 + side * (j + 0.5) - 1 for j in range(n_images)],
+                        [str(c) for c in list(captions)[:n_images]], fontsize=8)
+        last.tick_params(length=0)
+    fig.suptitle(title or "Particles along the flow (one row per step, the same particles in "
+                 "every row)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
 
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
 def save_flow_gif(trajectory, path: str | Path, image_shape=None, n_images: int = 32,
                   nrow: int | None = None, duration_ms: int = 120, value_range=(0.0, 1.0),
-                  scale: int = 3, hold_last_ms: int = 1000) -> Path:
-    """Animated GIF: one frame per recorded step, each frame a grid of ``n_images`` particles."""
-    from PIL import Image
+                  scale: int = 3, hold_last_ms: int = 1000, title: str | None = None) -> Path:
+    """Animated GIF: one frame per recorded step, each frame a grid of ``n_images`` particles with
+    a header line carrying the step number (and ``title``)."""
+    from PIL import Image, ImageDraw
 
-    frames, _ = _frames(trajectory)
+    frames, steps = _frames(trajectory)
     n_images = min(n_images, frames.shape[1])
+    last = steps[-1] if steps else len(frames) - 1
+    font = _font(14)
     imgs = []
     for t in range(len(frames)):
         im = Image.fromarray(image_grid(frames[t, :n_images], image_shape, nrow, value_range))
         if scale != 1:
             im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-        imgs.append(im.convert("P"))
+        framed = Image.new("L", (im.width, im.height + 22), color=255)
+        framed.paste(im.convert("L"), (0, 22))
+        header = f"step {steps[t]} / {last}" + (f"   {title}" if title else "")
+        header = header.replace("→", "->")  # the default bitmap font has no arrow
+        ImageDraw.Draw(framed).text((4, 3), header, fill=0, font=font)
+        imgs.append(framed.convert("P"))
     durations = [duration_ms] * len(imgs)
     durations[-1] = max(duration_ms, hold_last_ms)
     path = Path(path)
@@ -149,23 +175,60 @@ def save_flow_gif(trajectory, path: str | Path, image_shape=None, n_images: int 
     return path
 
 
+def _same(a: list, b: list) -> bool:
+    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    return bool(pairs) and all(math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9) for x, y in pairs)
+
+
 def plot_history(history: list[dict], path: str | Path, keys: Sequence[str] | None = None,
-                 logy: bool = True) -> Path:
-    """Objective (and its terms) against the step number."""
+                 logy: bool = True, title: str = "Flow objective per step",
+                 ylabel: str = "objective value", refresh_every: int | None = None) -> Path:
+    """Objective (and its terms) against the step number.
+
+    A term equal to the objective (a one-term objective) is not drawn again: the objective's legend
+    names it. ``refresh_every=k`` marks the steps where the moving classes' statistics are
+    recomputed (the curve jumps there). The y axis is logarithmic when every value is positive, with
+    labelled ticks at 1, 2 and 5 times each power of ten (every digit over a narrow range)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
-    keys = keys or [k for k in history[0] if k not in ("step", "grad_norm", "seconds")]
+    keys = list(keys or [k for k in history[0] if k not in ("step", "grad_norm", "seconds")])
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    for k in keys:
-        vals = [h.get(k, float("nan")) for h in history]
-        ax.plot(steps, vals, label=k)
-    if logy:
-        ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel("step")
+    series = {k: [h.get(k) for h in history] for k in keys}
+    names = {k: k for k in keys}
+    if "objective" in series:
+        for k in [k for k in keys if k != "objective"]:
+            if _same(series[k], series["objective"]):
+                names["objective"] = f"objective (= {k})"
+                del series[k]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for k, vals in series.items():
+        ax.plot(steps, [float("nan") if v is None else v for v in vals], label=names[k],
+                marker="." if len(steps) <= 60 else None, lw=1.4)
+    values = [v for vals in series.values() for v in vals if v is not None and math.isfinite(v)]
+    if logy and values and min(values) > 0:
+        ax.set_yscale("log")
+        narrow = max(values) / min(values) < 30  # under 1.5 decades: a tick at every digit
+        subs = tuple(range(1, 10)) if narrow else (1.0, 2.0, 5.0)
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
+        ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0,
+                                                           8.0, 9.0)))
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        ylabel += " (log scale)"
+    if refresh_every and refresh_every > 0 and steps:
+        marks = [s for s in range(refresh_every, int(max(steps)) + 1, refresh_every)]
+        for i, s in enumerate(marks):
+            ax.axvline(s, color="0.6", ls=":", lw=1,
+                       label=f"class statistics refreshed (every {refresh_every} steps)"
+                       if i == 0 else None)
+    ax.set_xlabel("flow step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="major")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)

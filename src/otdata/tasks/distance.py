@@ -1,10 +1,11 @@
 """`task=distance`: the OTDD between a source and a target dataset, with its figures.
 
 Writes into the run folder:
-  distance.json            value, label distances, class names, sizes, seconds, settings
+  distance.json            every number of the result, label distances, class names, sizes, settings
   label_distances.png      annotated heatmap of the class-to-class distances
   correspondences.png      source items beside the target items the coupling sends them to (images)
-  distance.csv / .md       a one-row summary table
+  distance.csv / .md       a one-row table: the OTDD and its companions, ε, iterations, convergence
+                           and the method; the .md names each number and lists the settings
 """
 
 from __future__ import annotations
@@ -23,6 +24,52 @@ from otdata.tables import write_table
 
 log = logging.getLogger(__name__)
 
+#: Readable Markdown headers of the table's columns (the CSV keeps the short names).
+HEADERS = {
+    "label_distance": "label distance",
+    "otdd": "**OTDD** = transport cost ⟨π, C⟩",
+    "entropic_ot": "entropic OT_ε",
+    "sinkhorn_divergence": "debiased Sinkhorn divergence",
+    "epsilon_relative": "ε (relative)",
+    "epsilon": "ε (absolute)",
+    "iterations": "Sinkhorn iterations",
+    "marginal_error": "marginal error",
+}
+
+NOTES = """\
+**OTDD** is the number to quote: the transport cost ⟨π, C⟩ of the entropic coupling π between the
+two labeled datasets, with C((x, y), (x', y')) = λx‖x − x'‖^p + λy W_p^p(class y, class y'). It tends
+to the exact OTDD as ε → 0. **Entropic OT_ε** is the regularised objective (the cost plus ε times the
+coupling's relative entropy); the **debiased Sinkhorn divergence** OT_ε(D1, D2) − ½OT_ε(D1, D1) −
+½OT_ε(D2, D2) removes the entropic bias (0 for two equal datasets; empty when `debiased=false`).
+ε (relative) is the value set in the config, in units of the cost scale; ε (absolute) is what the
+solver used, in cost units."""
+
+
+def table_row(source: str, target: str, record: dict, settings: dict, seconds: float) -> dict:
+    """The table's row from `DistanceResult.to_dict()` (older results lack some keys: left empty)."""
+    return {
+        "source": source, "target": target,
+        "label_distance": settings.get("label_distance"),
+        "n_source": record.get("n1"), "n_target": record.get("n2"),
+        "otdd": record.get("value"),
+        "entropic_ot": record.get("entropic"),
+        "sinkhorn_divergence": record.get("divergence"),
+        "epsilon_relative": record.get("epsilon_relative"),
+        "epsilon": record.get("epsilon"),
+        "iterations": record.get("n_iter"),
+        "converged": record.get("converged"),
+        "marginal_error": record.get("marginal_error"),
+        "backend": record.get("backend"),
+        "seconds": round(seconds, 2),
+    }
+
+
+def settings_note(settings: dict) -> str:
+    """One Markdown line listing the distance config (the method and every knob)."""
+    knobs = ", ".join(f"`{k}={v}`" for k, v in settings.items() if k != "_target_")
+    return f"Settings (`distance` config): {knobs}."
+
 
 def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
@@ -32,7 +79,10 @@ def run(cfg: DictConfig) -> dict:
     Xs, ys = source.tensors(split, max_samples=cfg.task.n_source, flatten=True)
     Xt, yt = target.tensors(split, max_samples=cfg.task.n_target, flatten=True)
     distance = instantiate(cfg.distance)
+    settings = OmegaConf.to_container(cfg.distance, resolve=True)
 
+    log.info("OTDD %s (%d) → %s (%d), %s label distances ...", source.name, len(ys), target.name,
+             len(yt), settings.get("label_distance"))
     start = time.perf_counter()
     with Console(stderr=True).status(
         f"OTDD {source.name} ({len(ys)}) → {target.name} ({len(yt)}) ..."
@@ -41,24 +91,36 @@ def run(cfg: DictConfig) -> dict:
                           class_names2=target.class_names)
     seconds = time.perf_counter() - start
 
-    summary = {
-        "source": source.name, "target": target.name, "value": float(result.value),
-        "n_source": len(ys), "n_target": len(yt), "seconds": seconds,
-    }
-    record = {
-        **result.to_dict(), **summary,
-        "settings": OmegaConf.to_container(cfg.distance, resolve=True),
-    }
-    (out / "distance.json").write_text(json.dumps(record, indent=2))
-    write_table([summary], out / "distance")
+    record = result.to_dict()
+    row = table_row(source.name, target.name, record, settings, seconds)
+    summary = {"source": source.name, "target": target.name, "value": float(result.value),
+               "n_source": len(ys), "n_target": len(yt), "seconds": seconds}
+    (out / "distance.json").write_text(json.dumps(
+        {**record, **summary, "table": row, "settings": settings}, indent=2, default=str))
+    columns = [c for c, v in row.items() if v is not None or c in ("otdd", "sinkhorn_divergence")]
+    write_table([row], out / "distance", columns, headers=HEADERS,
+                notes=NOTES + "\n\n" + settings_note(settings))
     plots.label_distance_heatmap(
         result.label_distances, source.class_names, target.class_names, out / "label_distances.png",
-        title=f"Label distances (W2²): {source.name} vs {target.name}",
-        row_label=source.name, col_label=target.name,
+        title=f"Label distances: {source.name} vs {target.name}",
+        row_label=f"{source.name} class", col_label=f"{target.name} class",
+        colorbar_label=label_distance_name(settings),
     )
     if Xs.shape[1] == Xt.shape[1] and int(Xs.shape[1] ** 0.5) ** 2 == Xs.shape[1]:
-        plots.correspondence_grid(Xs, Xt, result.correspondences(k=5)[0],
-                                  out / "correspondences.png")
+        plots.correspondence_grid(
+            Xs, Xt, result.correspondences(k=5)[0], out / "correspondences.png",
+            y_source=ys, y_target=yt, source_classes=source.class_names,
+            target_classes=target.class_names, source_name=source.name, target_name=target.name,
+        )
     log.info("OTDD(%s, %s) = %.4f  (%d × %d, %.1f s) → %s", source.name, target.name,
              result.value, len(ys), len(yt), seconds, out)
     return {**summary, "objective": float(result.value)}
+
+
+def label_distance_name(settings: dict) -> str:
+    """What the heatmap's colours are, e.g. "W_2^2 between class Gaussians (Bures)"."""
+    p = settings.get("p", 2)
+    kind = {"gaussian": "between class Gaussians (Bures-Wasserstein)",
+            "exact": "between class samples (exact OT)",
+            "means": "between class means"}.get(settings.get("label_distance"), "")
+    return f"label distance $W_{{{p}}}^{{{p}}}$ {kind}".strip()
