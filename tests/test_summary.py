@@ -86,5 +86,8 @@ def test_a_two_by_two_sweep_prints_and_writes_one_table(tmp_path, data_root):
     assert not (tmp_path / "sweep" / "summary_seeds.csv").exists()  # no seeds swept
     md = (tmp_path / "sweep" / "summary.md").read_text()
     assert sum(line.startswith("| ") for line in md.splitlines()) == 1 + 4 and "Same in every job: `task=distance`" in md
+    job = (tmp_path / "sweep" / "1" / "distance.md").read_text()   # each run's table says what it is
+    assert "**OTDD** = transport cost ⟨π, C⟩" in job and "debiased Sinkhorn divergence" in job
+    assert "`label_distance=means`" in job and "Command: `otdata task=distance" in job
     printed = result.stdout[result.stdout.index("summary ("):]
     assert printed.count("| fashion_mnist |") == 2 and printed.count("| usps |") == 2

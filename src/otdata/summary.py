@@ -107,10 +107,11 @@ def over_seeds(rows: list[dict], varying: list[str], tasks: list[str]) -> list[d
         summary["seeds"] = len(members)
         for column in columns:
             values = [m.get(column) for m in members if m.get(column) is not None]
-            if values and all(_is_number(v) for v in values):
+            if values and all(_is_number(v) for v in values) and len(set(values)) > 1:
                 summary[column] = statistics.fmean(values)
-                if len(set(values)) > 1:
-                    summary[f"{column}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                summary[f"{column}_std"] = statistics.stdev(values)
+            elif values and len(set(map(str, values))) == 1:
+                summary[column] = values[0]   # the same in every seed: shown as it is
             elif values:
                 distinct = list(dict.fromkeys(str(v) for v in values))
                 summary[column] = distinct[0] if len(distinct) == 1 else f"{len(distinct)} values"
