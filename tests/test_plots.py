@@ -98,3 +98,9 @@ def test_snapshots_caption_columns_and_gif_frames_carry_the_step(drawn, tmp_path
         headers.append(np.asarray(gif.convert("L"))[:22])
     assert all((h < 128).any() for h in headers)         # text drawn in each frame's header
     assert not np.array_equal(headers[0], headers[2])    # ... and it changes with the step
+
+
+def test_class_captions_name_the_class_and_the_model_prediction():
+    assert plots.class_captions(torch.tensor([1, 0]), ["T-shirt", "Trouser"]) == ["Trouser", "T-shirt"]
+    assert plots.class_captions([1], ["T-shirt", "Trouser"], predicted=torch.tensor([7])) == [
+        "Trouser\nmodel: 7"]

@@ -68,6 +68,18 @@ def _class_name(names: Sequence[str] | None, label) -> str:
     return str(names[label]) if names is not None and 0 <= label < len(names) else str(label)
 
 
+def class_captions(labels, names: Sequence[str] | None = None, predicted=None,
+                   predicted_names: Sequence[str] | None = None) -> list[str]:
+    """Captions for `image_rows`: each image's class name, and with `predicted` a second line with
+    what a classifier says (e.g. `Trouser` / `model: 1`)."""
+    labels = [int(c) for c in torch.as_tensor(labels).flatten()]
+    texts = [_class_name(names, c) for c in labels]
+    if predicted is not None:
+        said = [_class_name(predicted_names, c) for c in torch.as_tensor(predicted).flatten()]
+        texts = [f"{t}\nmodel: {p}" for t, p in zip(texts, said)]
+    return texts
+
+
 def one_per_class(y: torch.Tensor, limit: int) -> list[int]:
     """Indices of the first item of each class, in class order, then more rounds up to `limit`."""
     y = torch.as_tensor(y).cpu()
