@@ -1,0 +1,87 @@
+"""task=train: a killed run resumed from its last.ckpt ends with the same weights and numbers as an
+uninterrupted run, and two runs with one seed give the same weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from lightning.pytorch.callbacks import Callback
+from omegaconf import open_dict
+
+import otdata.tasks.train as train_task
+from otdata.config import CONFIG_DIR
+
+OVERRIDES = ["model.net.channels=[4,8]", "model.net.hidden=16", "trainer.max_epochs=3",
+             "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+             "+trainer.enable_model_summary=false", "logger=none", "data.batch_size=16"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(data_root, out, *extra):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["task=train", f"paths.data_dir={data_root}", *OVERRIDES,
+                                           *extra])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
+
+
+class Kill(Callback):
+    """Stands in for a killed process: fails as the second epoch starts (epoch 1 is saved)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("killed")
+
+
+def _weights(out):
+    return torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def _numbers(out):
+    record = json.loads((out / "metrics.json").read_text())
+    return record["test_acc"], record["test_loss"], record["best_val_acc"], record["epochs"]
+
+
+def test_kill_and_resume_equals_an_uninterrupted_run(data_root, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    train_task.run(_cfg(data_root, full))
+
+    killed = tmp_path / "killed"
+    original = train_task.instantiate_callbacks
+    monkeypatch.setattr(train_task, "instantiate_callbacks", lambda cfg: [*original(cfg), Kill()])
+    with pytest.raises(RuntimeError, match="killed"):
+        train_task.run(_cfg(data_root, killed))
+    assert (killed / "checkpoints" / "last.ckpt").is_file() and not (killed / "metrics.json").exists()
+    monkeypatch.setattr(train_task, "instantiate_callbacks", original)
+    train_task.run(_cfg(data_root, killed, "task.resume=true"))
+
+    assert _numbers(killed) == _numbers(full)
+    a, b = _weights(full), _weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_weights(data_root, tmp_path):
+    for name in ("a", "b"):
+        train_task.run(_cfg(data_root, tmp_path / name, "trainer.max_epochs=1"))
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _numbers(tmp_path / "a") == _numbers(tmp_path / "b")
+
+
+def test_resume_without_a_checkpoint_trains_from_the_start(data_root, tmp_path, caplog):
+    train_task.run(_cfg(data_root, tmp_path, "trainer.max_epochs=1", "task.resume=true"))
+    assert "does not exist: training from the start" in caplog.text
+    assert (tmp_path / "metrics.json").is_file()
