@@ -13,7 +13,7 @@ from otdata.flows.checkpoint import (CheckpointError, CheckpointMismatchError, c
 
 SRC = [[0.0, 0.0], [0.0, 3.0]]
 TGT = [[4.0, 0.0], [4.0, 3.0]]
-KW = dict(step_size=0.05, progress=False, seed=3, distance_kwargs={"epsilon": 0.5})
+KW = dict(step_size=0.05, progress=False, seed=3, distance={"epsilon": 0.5, "relative": False})
 
 
 class Payload:

@@ -7,7 +7,7 @@ from flowtoy import gaussians
 
 SRC = [[0.0, 0.0], [0.0, 3.0]]
 TGT = [[4.0, 0.0], [4.0, 3.0]]
-DK = {"epsilon": 0.5}
+DK = {"epsilon": 0.5, "relative": False}
 
 
 def class_mean(X, y, c):
@@ -19,7 +19,7 @@ def test_otdd_flow_decreases_and_reaches_target_means(labels):
     Xs, ys = gaussians(SRC, seed=0)
     Xt, yt = gaussians(TGT, seed=1)
     flow = DatasetFlow(target=(Xt, yt), labels=labels, step_size=0.25, steps=25, progress=False,
-                       distance_kwargs=DK)
+                       distance=DK)
     r = flow.run(Xs, ys)
     obj = [h["objective"] for h in r.history]
     assert obj[-1] < 0.01 * obj[0]
@@ -41,7 +41,7 @@ def test_flow_10d_three_classes():
     Xs, ys = gaussians(src, n=25, seed=0)
     Xt, yt = gaussians(tgt, n=25, seed=1)
     flow = DatasetFlow(target=(Xt, yt), step_size=0.25, steps=30, progress=False,
-                       distance_kwargs={"epsilon": 1.0}, correspondence="identity")
+                       distance={"epsilon": 1.0, "relative": False}, correspondence="identity")
     r = flow.run(Xs, ys)
     assert r.history[-1]["objective"] < 0.05 * r.history[0]["objective"]
     for c in range(3):
@@ -53,7 +53,7 @@ def test_prescribed_correspondence_moves_class_c_to_corr_c():
     Xt, yt = gaussians(TGT, seed=1)
     corr = {0: 1, 1: 0}  # against the geometry: free OTDD would do 0 -> 0
     r = DatasetFlow(target=(Xt, yt), step_size=0.25, steps=25, correspondence=corr,
-                    progress=False, distance_kwargs=DK).run(Xs, ys)
+                    progress=False, distance=DK).run(Xs, ys)
     assert r.correspondence == corr
     for c, t in corr.items():
         assert torch.dist(class_mean(r.X, r.y, c), class_mean(Xt, yt, t)) < 0.2
@@ -65,7 +65,7 @@ def test_auto_correspondence_recovers_permutation():
     Xs, ys = gaussians(means, seed=0)
     Xt, yt = gaussians([[0.5, 0.0], [6.5, 0.0], [0.5, 6.0]], seed=1, labels=[2, 0, 1])
     flow = DatasetFlow(target=(Xt, yt), steps=2, correspondence="hungarian", progress=False,
-                       distance_kwargs=DK)
+                       distance=DK)
     r = flow.run(Xs, ys)
     assert r.correspondence == {0: 2, 1: 0, 2: 1}
 
@@ -99,7 +99,7 @@ def test_composite_objective_records_parts_clamp_and_trajectory(tmp_path):
                        objective=[{"name": "otdd", "weight": 1.0},
                                   {"name": "class_means", "weight": 0.5}],
                        step_size=0.2, steps=8, clamp=[0, 1], trajectory_every=2,
-                       trajectory_particles=10, progress=False, distance_kwargs=DK)
+                       trajectory_particles=10, progress=False, distance=DK)
     r = flow.run(Xs, ys)
     assert r.X.min() >= 0 and r.X.max() <= 1
     h = r.history[0]
@@ -116,7 +116,7 @@ def test_tolerance_stops_early():
     Xs, ys = gaussians(SRC, seed=0)
     Xt, yt = gaussians(TGT, seed=1)
     r = DatasetFlow(target=(Xt, yt), step_size=0.3, steps=200, tol=1e-3, patience=2,
-                    progress=False, distance_kwargs=DK).run(Xs, ys)
+                    progress=False, distance=DK).run(Xs, ys)
     assert r.converged and r.steps_run < 200
 
 
@@ -127,7 +127,7 @@ def test_resume_is_bit_identical(tmp_path, labels, optimizer):
     kw = dict(target=(Xt, yt), labels=labels, optimizer=optimizer, step_size=0.05, momentum=0.5,
               objective=["otdd", {"name": "sliced", "weight": 0.5, "n_projections": 8}],
               trajectory_every=3, progress=False, seed=7,
-              distance_kwargs={**DK, "label_update_every": 4})
+              distance=DK, label_update_every=4)
     full = DatasetFlow(steps=10, **kw).run(Xs, ys)
     ck = tmp_path / "ck"
     DatasetFlow(steps=6, checkpoint_dir=str(ck), checkpoint_every=3, **kw).run(Xs, ys)
@@ -145,10 +145,10 @@ def test_resume_refuses_other_configuration(tmp_path):
     Xs, ys = gaussians(SRC, seed=0)
     Xt, yt = gaussians(TGT, seed=1)
     DatasetFlow(target=(Xt, yt), steps=2, checkpoint_dir=str(tmp_path), checkpoint_every=1,
-                progress=False, distance_kwargs=DK).run(Xs, ys)
+                progress=False, distance=DK).run(Xs, ys)
     with pytest.raises(ValueError, match="different flow"):
         DatasetFlow(target=(Xt, yt), steps=4, step_size=0.9, checkpoint_dir=str(tmp_path),
-                    progress=False, distance_kwargs=DK).run(Xs, ys, resume=True)
+                    progress=False, distance=DK).run(Xs, ys, resume=True)
 
 
 def test_error_on_mismatched_feature_dims():
@@ -189,7 +189,7 @@ def test_correspondence_with_unequal_class_proportions():
     Xs, ys = torch.cat([Xs0, Xs1]), torch.tensor([0] * 45 + [1] * 15)
     Xt, yt = gaussians(TGT, n=30, seed=1)
     r = DatasetFlow(target=(Xt, yt), step_size=0.25, steps=25, correspondence="identity",
-                    progress=False, distance_kwargs=DK).run(Xs, ys)
+                    progress=False, distance=DK).run(Xs, ys)
     objective = [h["objective"] for h in r.history]
     assert all(b <= a + 1e-4 for a, b in zip(objective, objective[1:]))
     for c in (0, 1):

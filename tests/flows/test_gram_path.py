@@ -7,7 +7,7 @@ import torch
 from flowtoy import gaussians
 from otdata.flows import OTDDFunctional
 from otdata.flows.functionals import FlowState, class_index
-from otdata.flows.otdd_adapter import source_stats
+from otdata.distance import class_stats
 
 
 def _data(zero_cols=False):
@@ -24,7 +24,8 @@ def _state(X, y, labels, corr=None):
     classes, yi, counts = class_index(y)
     lp = None
     if labels == "joint":
-        mu, F = source_stats(X, yi, len(classes))
+        st = class_stats(X, yi, covariance="full", dtype=None)
+        mu, F = st.means, st.factors
         lp = {"means": (mu + 0.1).requires_grad_(True), "factors": [(1.1 * f).requires_grad_(True) for f in F]}
     return FlowState(X=X.clone().requires_grad_(True), y=y, yi=yi, classes=classes, counts=counts,
                      labels=labels, label_params=lp, correspondence=corr)
@@ -42,13 +43,13 @@ def test_gram_path_equals_autograd_path(labels, debiased, corr, zero_cols, kind)
         pytest.skip("zero columns give repeated zero eigenvalues in the full-rank covariance square "
                     "root, whose eigh gradient is NaN on both paths")
     Xs, ys, Xt, yt = _data(zero_cols)
-    kw = dict(label_distance=kind, epsilon=0.5, tol=1e-10, max_iter=5000, warm_start=False,
-              debiased=debiased, lambda_x=0.7, lambda_y=1.3)
-    f = OTDDFunctional(**kw).bind(Xt, yt)
+    dd = dict(label_distance=kind, epsilon=0.5, relative=False, tol=1e-10, max_iter=5000, debiased=debiased,
+              lambda_x=0.7, lambda_y=1.3)
+    f = OTDDFunctional(dd, warm_start=False).bind(Xt, yt)
     out = {}
     for path in ("_value_gram", "_value_autograd"):
         st = _state(Xs, ys, labels, corr)
-        v = getattr(f.engine, path)(st, 1)
+        v = getattr(f.engine, path)(st)
         params = [st.X] + ([st.label_params["means"], *st.label_params["factors"]] if labels == "joint" else [])
         grads = torch.autograd.grad(v, params, allow_unused=True)
         out[path] = (v.detach(), [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
@@ -60,17 +61,17 @@ def test_gram_path_equals_autograd_path(labels, debiased, corr, zero_cols, kind)
 
 def test_fixed_label_costs_are_cached_between_updates():
     Xs, ys, Xt, yt = _data()
-    f = OTDDFunctional(label_distance="gaussian", epsilon=0.5, label_update_every=3).bind(Xt, yt)
+    f = OTDDFunctional({"epsilon": 0.5, "relative": False}, label_update_every=3).bind(Xt, yt)
     st = _state(Xs, ys, "fixed")
     f(st)
-    W0 = st.cache["otdd_W_st"]
+    W0 = f.engine.warm.W_st
     assert not W0.requires_grad  # "fixed": no gradient through the label costs
     for step in (1, 2):
         st.step = step
         with torch.no_grad():
             st.X += 0.1
         f(st)
-        assert st.cache["otdd_W_st"] is W0
+        assert f.engine.warm.W_st is W0
     st.step = 3
     f(st)
-    assert st.cache["otdd_W_st"] is not W0 and st.cache["otdd_step"] == 3
+    assert f.engine.warm.W_st is not W0 and f.engine.warm.labels_step == 3

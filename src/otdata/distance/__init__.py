@@ -37,6 +37,7 @@ Also: :func:`class_stats` (means, covariances, counts), :func:`distance_matrix` 
 datasets, on-disk cache), and the label-distance functions in :mod:`.labels`.
 """
 
+from .fixed_target import FixedTargetOTDD, WarmStart
 from .labels import exact_label_distances, gaussian_label_distances, means_label_distances
 from .matrix import DistanceMatrix, distance_matrix, tensor_digest
 from .otdd import DatasetDistance, LabeledCloud
@@ -44,7 +45,7 @@ from .result import DistanceResult
 from .stats import ClassStats, class_stats, map_labels
 
 __all__ = [
-    "DatasetDistance", "LabeledCloud", "DistanceResult", "ClassStats", "class_stats", "map_labels",
+    "DatasetDistance", "LabeledCloud", "FixedTargetOTDD", "WarmStart", "DistanceResult", "ClassStats", "class_stats", "map_labels",
     "distance_matrix", "DistanceMatrix", "tensor_digest",
     "gaussian_label_distances", "means_label_distances", "exact_label_distances",
 ]

@@ -8,7 +8,7 @@ separation potential, class-mean matching).
 Label handling (``labels=``):
 
 * ``"fixed"`` — labels never change; class statistics are recomputed from the moving particles
-  (every ``distance_kwargs["label_update_every"]`` steps) without gradient through them;
+  (every ``label_update_every`` steps) without gradient through them;
 * ``"attached"`` — the same, but the gradient also flows through the class means/covariances;
 * ``"joint"`` — class means and covariance factors are free parameters updated together with the
   particles; the label distance uses them (``result.label_params`` holds the final ones).
@@ -24,16 +24,16 @@ Example::
     # images in [0, 1] flattened to (n, 784); defaults that converge for USPS/MNIST-like data
     flow = DatasetFlow(target=(Xt, yt), objective="otdd", labels="fixed", optimizer="euler",
                        step_size=0.25, steps=30, clamp=(0, 1), correspondence="identity",
-                       distance_kwargs={"epsilon": 5.0, "label_distance": "gaussian",
-                                        "label_update_every": 5},
+                       distance={"label_distance": "gaussian"}, label_update_every=5,
                        checkpoint_dir="ckpt", checkpoint_every=10, trajectory_every=2)
     result = flow.run(Xs, ys)            # Xs: (n, d) floats, ys: (n,) ints
     result.X, result.history[-1]["objective"], result.correspondence
     result.save("flow.pt"); FlowResult.load("flow.pt")
     X_new_moved = result.extend(X_new)    # out-of-sample extension (k-NN displacement)
 
-``epsilon`` is absolute (cost units): squared distances between 28x28 images in [0, 1] are ~50-100,
-so eps = 5 is a mild blur; for standardised low-dimensional data eps ~ 0.1-1.
+``epsilon`` is the distance's: relative to the cost scale by default (0.01 of the mean ground cost of
+the initial source and the target, fixed for the whole flow), so the same default serves pixels and
+embeddings; ``{"epsilon": 5.0, "relative": False}`` sets it in cost units.
 
 Objectives compose: ``objective=[{"name": "otdd", "weight": 1.0},
 {"name": "separation", "weight": 0.1, "margin": 5.0}]``.

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from otdata.distance import DatasetDistance, class_stats
 from otdata.flows.checkpoint import (Trajectory, latest_checkpoint, load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
 from otdata.flows.correspondence import resolve_correspondence
@@ -24,6 +25,22 @@ __all__ = ["DatasetFlow", "FlowResult", "LABEL_METHODS", "OPTIMIZERS"]
 LABEL_METHODS = ("fixed", "attached", "joint")
 OPTIMIZERS = ("euler", "sgd", "adam")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class _Run:
+    """The mutable state of one run of :meth:`DatasetFlow.run` (what a checkpoint saves)."""
+
+    state: FlowState
+    X0: torch.Tensor
+    params: list
+    opt: Any
+    traj: Trajectory
+    class_scale: list
+    step: int = 0
+    quiet: int = 0
+    converged: bool = False
+    history: list = field(default_factory=list)
 
 
 @dataclass
@@ -125,8 +142,12 @@ class DatasetFlow:
         trajectory_every / trajectory_particles: record every k-th step (0 = off) for a seeded
             subsample of particles (``None`` or ``-1`` = all).
         seed: seeds the flow's private generator (random projections, trajectory subsample).
-        distance_kwargs: arguments of the OTDD functional (``label_distance``, ``epsilon``, ``p``,
-            ``debiased``, ``label_update_every``, ``penalty``, ...).
+        distance: the OTDD of the ``"otdd"`` objective: a
+            :class:`~otdata.distance.DatasetDistance` (the Hydra config passes the ``distance``
+            group, so one override changes matching and flow alike) or a dict of its settings
+            (default: ``DatasetDistance()``; its epsilon is relative to the initial cost scale).
+        label_update_every: ``labels="fixed"``: refresh the source class statistics every k steps.
+        penalty: label-cost penalty for off-correspondence class pairs (None: automatic).
         device, dtype: where and in which precision (``"float32"``/``"float64"``) to run.
         progress: show a ``rich`` progress bar.
     """
@@ -152,7 +173,9 @@ class DatasetFlow:
         trajectory_every: int = 0,
         trajectory_particles: int | None = 64,
         seed: int = 0,
-        distance_kwargs: dict | None = None,
+        distance: Any = None,
+        label_update_every: int = 1,
+        penalty: float | None = None,
         device: str = "cpu",
         dtype: str = "float32",
         progress: bool = True,
@@ -165,6 +188,8 @@ class DatasetFlow:
             raise ValueError(f"dtype={dtype!r}; use 'float32' or 'float64'")
         if step_size <= 0:
             raise ValueError(f"step_size must be > 0, got {step_size}")
+        if int(steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}; set flow.steps to the number of steps to take")
         if clamp is not None:
             clamp = [float(clamp[0]), float(clamp[1])]
             if not clamp[0] < clamp[1]:
@@ -187,7 +212,10 @@ class DatasetFlow:
         self.trajectory_every = int(trajectory_every or 0)
         self.trajectory_particles = trajectory_particles
         self.seed = int(seed)
-        self.distance_kwargs = dict(distance_kwargs or {})
+        if not isinstance(distance, DatasetDistance):
+            distance = DatasetDistance(**dict(distance or {}))
+        self.distance = distance
+        self.otdd_kwargs = dict(distance=distance, label_update_every=label_update_every, penalty=penalty)
         self.device = torch.device(device)
         self.dtype = _DTYPES[dtype]
         self.progress = progress
@@ -195,7 +223,8 @@ class DatasetFlow:
             objective=objective if not isinstance(objective, Functional) else objective.name,
             labels=labels, step_size=step_size, optimizer=optimizer, steps=steps, tol=tol,
             patience=patience, momentum=momentum, label_step_size=label_step_size, clamp=clamp,
-            max_grad_norm=max_grad_norm, seed=seed, distance_kwargs=self.distance_kwargs,
+            max_grad_norm=max_grad_norm, seed=seed, distance=distance.settings(),
+            label_update_every=label_update_every, penalty=penalty,
             correspondence=correspondence if not isinstance(correspondence, torch.Tensor)
             else correspondence.tolist(), dtype=dtype,
         ).items()}
@@ -225,7 +254,7 @@ class DatasetFlow:
         return X.to(self.device, self.dtype), y.to(self.device).long()
 
     def _min_per_class(self) -> int:
-        if self._uses("otdd") and self.distance_kwargs.get("label_distance", "gaussian") == "gaussian":
+        if self._uses("otdd") and self.distance.label_distance == "gaussian":
             return 2
         return 1
 
@@ -260,7 +289,7 @@ class DatasetFlow:
         self._check_classes(yt, "target")
         self.target = (Xt, yt)
         specs = self.objective if isinstance(self.objective, (list, tuple)) else [self.objective]
-        self.terms = [build_functional(s, self.distance_kwargs) for s in specs]
+        self.terms = [build_functional(s, self.otdd_kwargs) for s in specs]
         for _, _, f in self.terms:
             f.bind(Xt, yt)
         return self
@@ -274,11 +303,7 @@ class DatasetFlow:
     def _resolve_correspondence(self, X, y):
         spec = self.correspondence
         if isinstance(spec, str) and spec.lower() in ("auto", "hungarian", "nearest", "balanced"):
-            f = self._otdd_term()
-            if f is None:
-                from otdata.flows.functionals import OTDDFunctional as _O
-
-                f = _O(**self.distance_kwargs).bind(*self.target)
+            f = self._otdd_term() or OTDDFunctional(self.distance).bind(*self.target)
             W = f.label_distances(X, y)
         else:
             W = None
@@ -308,6 +333,27 @@ class DatasetFlow:
 
     def run(self, Xs, ys, target=None, resume: bool = False) -> FlowResult:
         """Flow the source ``(Xs, ys)``; ``resume=True`` continues from ``checkpoint_dir``."""
+        run = self._setup(Xs, ys, target, resume)
+        progress = self._progress()
+        task = progress.add_task("flow", total=self.steps, completed=run.step) if progress else None
+        if progress:
+            progress.start()
+        try:
+            while run.step < self.steps and not run.converged:
+                fval = self._step(run)
+                if progress:
+                    progress.update(task, advance=1, description=f"flow F={fval:.4g}")
+                if self.checkpoint_dir and self.checkpoint_every > 0 and (
+                        run.step % self.checkpoint_every == 0 or run.converged or run.step == self.steps):
+                    self._checkpoint(run)
+        finally:
+            if progress:
+                progress.stop()
+        return self._finish(run)
+
+    def _setup(self, Xs, ys, target, resume: bool) -> "_Run":
+        """Check the data, resolve the correspondence, build particles, optimizer and trajectory,
+        and restore a checkpoint when resuming."""
         if target is not None:
             self.set_target(*target)
         if self.target is None:
@@ -332,7 +378,7 @@ class DatasetFlow:
         params = [X]
         label_params = None
         if self.labels == "joint":
-            label_params = self._init_label_params(X0, yi, C)
+            label_params = self._init_label_params(X0, yi)
             params += [label_params["means"], *label_params["factors"]]
 
         traj_idx = None
@@ -350,139 +396,126 @@ class DatasetFlow:
             opt.param_groups[0]["params"] = [X]
             opt.add_param_group({"params": params[1:], "lr": self.label_step_size})
 
-        history: list[dict] = []
-        start, quiet, converged = 0, 0, False
-        if resume and self.checkpoint_dir and latest_checkpoint(self.checkpoint_dir) is not None:
-            ck = load_checkpoint(self.checkpoint_dir)
-            same = {k: v for k, v in ck["config"].items() if k != "steps"} == \
-                {k: v for k, v in self.config.items() if k != "steps"}
-            if tuple(ck["X"].shape) != tuple(X.shape) or not same:
-                raise ValueError(
-                    f"checkpoint in {self.checkpoint_dir} belongs to a different flow (shape "
-                    f"{tuple(ck['X'].shape)} vs {tuple(X.shape)} or another configuration); use a "
-                    "fresh checkpoint_dir or resume=False (only `steps` may differ)")
-            with torch.no_grad():
-                X.copy_(ck["X"])
-                X0 = ck["X0"].to(X0)
-                for p_, v in zip(params[1:], ck["label_params"] or []):
-                    p_.copy_(v)
-            if opt is not None:
-                opt.load_state_dict(ck["optimizer"])
-            set_rng_state(ck["rng"], gen)
-            start, quiet = ck["step"], ck["quiet"]
-            history = ck["history"]
-            traj = Trajectory.from_state_dict(ck["trajectory"])
-            corr = ck["correspondence"]
-            cache = ck["cache"]
-        else:
-            cache = {}
-
         state = FlowState(X=X, y=ys, yi=yi, classes=classes, counts=counts, labels=self.labels,
-                          label_params=label_params, correspondence=corr, step=start, generator=gen,
-                          cache=cache)
-        lr_label = self.label_step_size if self.label_step_size is not None else self.step_size
-        # label-parameter gradients are rescaled by n / n_c (class c's share of the mass)
-        class_scale = (n / counts.to(self.dtype)).tolist()
+                          label_params=label_params, correspondence=corr, step=0, generator=gen)
+        run = _Run(state=state, X0=X0, params=params, opt=opt, traj=traj,
+                   class_scale=(n / counts.to(self.dtype)).tolist())
+        if resume and self.checkpoint_dir and latest_checkpoint(self.checkpoint_dir) is not None:
+            self._restore(run, load_checkpoint(self.checkpoint_dir))
+        return run
 
-        progress = self._progress()
-        task = progress.add_task("flow", total=self.steps, completed=start) if progress else None
-        if progress:
-            progress.start()
-        step = start
-        try:
-            while step < self.steps:
-                t0 = time.perf_counter()
-                state.step = step
-                traj.maybe_record(step, X)
-                for p in params:
-                    p.grad = None
-                value, parts = self._objective(state)
-                value.backward()
-                with torch.no_grad():
-                    g = X.grad.mul_(n)  # Wasserstein gradient: particle gradient times n
-                    gnorm = float(g.pow(2).sum(1).mean().sqrt())
-                    if self.max_grad_norm is not None and gnorm > self.max_grad_norm:
-                        g.mul_(self.max_grad_norm / gnorm)
-                    if label_params is not None:
-                        m_ = label_params["means"]
-                        if m_.grad is not None:
-                            m_.grad.mul_(torch.tensor(class_scale, dtype=m_.dtype,
-                                                      device=m_.device)[:, None])
-                        for f_, sc in zip(label_params["factors"], class_scale):
-                            if f_.grad is not None:
-                                f_.grad.mul_(sc)
-                    if opt is None:
-                        X.sub_(self.step_size * g)
-                        for p_ in params[1:]:
-                            if p_.grad is not None:
-                                p_.sub_(lr_label * p_.grad)
-                    else:
-                        opt.step()
-                    if self.clamp is not None:
-                        X.clamp_(self.clamp[0], self.clamp[1])
-                fval = float(value.detach())
-                if not math.isfinite(fval):
-                    raise FloatingPointError(
-                        f"objective became {fval} at step {step}; lower step_size, raise epsilon "
-                        "or use dtype='float64'")
-                history.append({"step": step, "objective": fval, **parts, "grad_norm": gnorm,
-                                "seconds": time.perf_counter() - t0})
-                step += 1
-                if len(history) >= 2 and self.tol > 0:
-                    prev = history[-2]["objective"]
-                    quiet = quiet + 1 if abs(fval - prev) <= self.tol * max(1.0, abs(prev)) else 0
-                    if quiet >= self.patience:
-                        converged = True
-                if progress:
-                    progress.update(task, advance=1, description=f"flow F={fval:.4g}")
-                if self.checkpoint_dir and self.checkpoint_every > 0 and \
-                        (step % self.checkpoint_every == 0 or converged or step == self.steps):
-                    self._checkpoint(step, quiet, X, X0, params[1:], opt, gen, history, traj, corr,
-                                     state.cache)
-                if converged:
-                    break
-        finally:
-            if progress:
-                progress.stop()
+    def _restore(self, run: "_Run", ck: dict) -> None:
+        """Continue from checkpoint ``ck`` (refused when it belongs to another flow)."""
+        X = run.state.X
+        same = {k: v for k, v in ck["config"].items() if k != "steps"} == \
+            {k: v for k, v in self.config.items() if k != "steps"}
+        if tuple(ck["X"].shape) != tuple(X.shape) or not same:
+            raise ValueError(
+                f"checkpoint in {self.checkpoint_dir} belongs to a different flow (shape "
+                f"{tuple(ck['X'].shape)} vs {tuple(X.shape)} or another configuration); use a "
+                "fresh checkpoint_dir or resume=False (only `steps` may differ)")
+        with torch.no_grad():
+            X.copy_(ck["X"])
+            run.X0 = ck["X0"].to(run.X0)
+            for p_, v in zip(run.params[1:], ck["label_params"] or []):
+                p_.copy_(v)
+        if run.opt is not None:
+            run.opt.load_state_dict(ck["optimizer"])
+        set_rng_state(ck["rng"], run.state.generator)
+        run.step, run.quiet = ck["step"], ck["quiet"]
+        run.history = ck["history"]
+        run.traj = Trajectory.from_state_dict(ck["trajectory"])
+        run.state.correspondence = ck["correspondence"]
+        for (_, _, f), sd in zip(self.terms, ck["objective_state"]):
+            f.load_state_dict(sd)
 
-        # evaluate the final particles
-        state.step = step
-        traj.maybe_record(step, X, force=True)
+    def _step(self, run: "_Run") -> float:
+        """One step: objective, Wasserstein gradient, update, box projection, history."""
+        t0 = time.perf_counter()
+        state, X = run.state, run.state.X
+        n = X.shape[0]
+        state.step = run.step
+        run.traj.maybe_record(run.step, X)
+        for p in run.params:
+            p.grad = None
+        value, parts = self._objective(state)
+        value.backward()
+        label_params = state.label_params
+        with torch.no_grad():
+            g = X.grad.mul_(n)  # Wasserstein gradient: particle gradient times n
+            gnorm = float(g.pow(2).sum(1).mean().sqrt())
+            if self.max_grad_norm is not None and gnorm > self.max_grad_norm:
+                g.mul_(self.max_grad_norm / gnorm)
+            if label_params is not None:  # rescaled by n / n_c (class c's share of the mass)
+                m_ = label_params["means"]
+                if m_.grad is not None:
+                    m_.grad.mul_(torch.tensor(run.class_scale, dtype=m_.dtype, device=m_.device)[:, None])
+                for f_, sc in zip(label_params["factors"], run.class_scale):
+                    if f_.grad is not None:
+                        f_.grad.mul_(sc)
+            if run.opt is None:
+                lr_label = self.label_step_size if self.label_step_size is not None else self.step_size
+                X.sub_(self.step_size * g)
+                for p_ in run.params[1:]:
+                    if p_.grad is not None:
+                        p_.sub_(lr_label * p_.grad)
+            else:
+                run.opt.step()
+            if self.clamp is not None:
+                X.clamp_(self.clamp[0], self.clamp[1])
+        fval = float(value.detach())
+        if not math.isfinite(fval):
+            raise FloatingPointError(
+                f"objective became {fval} at step {run.step}; lower step_size, raise epsilon "
+                "or use dtype='float64'")
+        run.history.append({"step": run.step, "objective": fval, **parts, "grad_norm": gnorm,
+                            "seconds": time.perf_counter() - t0})
+        run.step += 1
+        if len(run.history) >= 2 and self.tol > 0:
+            prev = run.history[-2]["objective"]
+            run.quiet = run.quiet + 1 if abs(fval - prev) <= self.tol * max(1.0, abs(prev)) else 0
+            run.converged = run.quiet >= self.patience
+        return fval
+
+    def _checkpoint(self, run: "_Run") -> None:
+        state = {
+            "step": run.step, "quiet": run.quiet, "X": run.state.X.detach().cpu().clone(),
+            "X0": run.X0.cpu(), "label_params": [v.detach().cpu().clone() for v in run.params[1:]],
+            "optimizer": run.opt.state_dict() if run.opt is not None else None,
+            "rng": rng_state(run.state.generator), "history": list(run.history),
+            "trajectory": run.traj.state_dict(), "correspondence": run.state.correspondence,
+            "config": self.config, "objective_state": [f.state_dict() for _, _, f in self.terms],
+        }
+        save_checkpoint(self.checkpoint_dir, state, run.step, keep=self.keep_checkpoints)
+
+    def _finish(self, run: "_Run") -> FlowResult:
+        """Evaluate the final particles and package the result."""
+        state, X = run.state, run.state.X
+        state.step = run.step
+        run.traj.maybe_record(run.step, X, force=True)
         with torch.enable_grad():
             value, parts = self._objective(state)
-        history.append({"step": step, "objective": float(value.detach()), **parts,
-                        "grad_norm": None, "seconds": 0.0})
-
+        run.history.append({"step": run.step, "objective": float(value.detach()), **parts,
+                            "grad_norm": None, "seconds": 0.0})
         lp_out = None
-        if label_params is not None:
-            lp_out = {"means": label_params["means"].detach().cpu(),
-                      "covs": torch.stack([(f.T @ f).detach().cpu()
-                                           for f in label_params["factors"]])}
+        if state.label_params is not None:
+            lp = state.label_params
+            lp_out = {"means": lp["means"].detach().cpu(),
+                      "covs": torch.stack([(f.T @ f).detach().cpu() for f in lp["factors"]])}
         return FlowResult(
-            X=X.detach().cpu(), y=ys.cpu(), X0=X0.detach().cpu(), history=history,
-            trajectory=traj.state_dict() if traj.every > 0 else None, correspondence=corr,
-            label_params=lp_out, config=dict(self.config), steps_run=step, converged=converged)
+            X=X.detach().cpu(), y=state.y.cpu(), X0=run.X0.detach().cpu(), history=run.history,
+            trajectory=run.traj.state_dict() if run.traj.every > 0 else None,
+            correspondence=state.correspondence, label_params=lp_out, config=dict(self.config),
+            steps_run=run.step, converged=run.converged)
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _init_label_params(self, X, yi, C):
-        from otdata.flows.otdd_adapter import source_stats
-
-        means, factors = source_stats(X, yi, C)
-        return {"means": means.clone().requires_grad_(True),
-                "factors": [f.clone().requires_grad_(True) for f in factors]}
-
-    def _checkpoint(self, step, quiet, X, X0, label_params, opt, gen, history, traj, corr, cache):
-        state = {
-            "step": step, "quiet": quiet, "X": X.detach().cpu().clone(), "X0": X0.cpu(),
-            "label_params": [v.detach().cpu().clone() for v in label_params],
-            "optimizer": opt.state_dict() if opt is not None else None,
-            "rng": rng_state(gen), "history": list(history), "trajectory": traj.state_dict(),
-            "correspondence": corr, "config": self.config,
-            "cache": {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v)
-                      for k, v in cache.items()},
-        }
-        save_checkpoint(self.checkpoint_dir, state, step, keep=self.keep_checkpoints)
+    def _init_label_params(self, X, yi):
+        """Initial ``"joint"`` parameters: the source class means and covariance factors."""
+        with torch.no_grad():
+            st = class_stats(X.detach(), yi, covariance="full", dtype=None)
+        return {"means": st.means.clone().requires_grad_(True),
+                "factors": [f.clone().requires_grad_(True) for f in st.factors]}
 
     def _progress(self):
         if not self.progress:

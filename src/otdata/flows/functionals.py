@@ -10,7 +10,8 @@ then called on a :class:`FlowState` at every step and returns a scalar tensor.
 
 Available (name in an objective spec -> class):
 
-* ``"otdd"``  :class:`OTDDFunctional` — (debiased) entropic OTDD to the target;
+* ``"otdd"``  :class:`OTDDFunctional` — (debiased) entropic OTDD to the target (the
+  :class:`~otdata.distance.DatasetDistance` of ``task=distance``, kept for a fixed target);
 * ``"mmd"``   :class:`MMDFunctional` — squared MMD, Gaussian kernel(s), to the target;
 * ``"sliced"`` :class:`SlicedWassersteinFunctional` — sliced W_2^2 to the target;
 * ``"separation"`` :class:`ClassSeparationPotential` — hinge penalty pushing class means apart;
@@ -23,10 +24,11 @@ target_corr[c])``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
+
+from otdata.distance import DatasetDistance, FixedTargetOTDD, WarmStart
 
 __all__ = [
     "FlowState",
@@ -71,7 +73,6 @@ class FlowState:
     correspondence: dict[int, int] | None = None
     step: int = 0
     generator: torch.Generator | None = None
-    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -106,6 +107,13 @@ class Functional:
     def __call__(self, state: FlowState) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """What the next step depends on besides the particles (saved in flow checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (resuming a flow)."""
+
     def _target_rows(self, label: int) -> torch.Tensor:
         return self.Xt[self.yt == label]
 
@@ -116,45 +124,34 @@ class Functional:
 
 
 class OTDDFunctional(Functional):
-    """Entropic OTDD between the particles and a fixed target (see :mod:`otdata.flows.otdd_adapter`).
+    """The (debiased) entropic OTDD between the particles and a fixed target: a
+    :class:`~otdata.distance.FixedTargetOTDD` around a :class:`~otdata.distance.DatasetDistance`,
+    so a flow optimises exactly the distance that ``task=distance`` reports.
 
-    The target's class statistics are computed once in ``bind``. What happens to the *source*
-    class statistics depends on ``state.labels``:
-
-    * ``"fixed"`` — recomputed from the moving particles (every ``label_update_every`` steps),
-      without gradient through them: only the feature part of the cost moves the particles;
-    * ``"attached"`` — recomputed every step *with* gradient through means/covariances;
-    * ``"joint"`` — taken from the free parameters ``state.label_params`` (which the engine
-      updates together with the particles).
-
-    With a correspondence, the label cost becomes ``W'[c, c'] = W[c, c'] + penalty * [c' !=
-    corr[c]]``, so the coupling may only match class ``c`` with target class ``corr[c]``
-    (``penalty`` defaults to ``10 * max(W, feature cost scale)``; see the adapter).
+    What happens to the *source* class statistics depends on ``state.labels``: ``"fixed"`` —
+    recomputed from the moving particles every ``label_update_every`` steps, without gradient;
+    ``"attached"`` — recomputed every step *with* gradient; ``"joint"`` — the free parameters
+    ``state.label_params``. With a correspondence, off-correspondence class pairs get ``penalty``.
 
     Args:
-        label_distance: ``"gaussian"`` (``W_2^2`` between class Gaussians) or ``"means"``
-            (squared distance between class means).
-        epsilon, p, debiased: entropic regularisation, ground-cost exponent, Sinkhorn divergence.
-        label_update_every: ``"fixed"`` only: recompute source statistics every k steps.
-        penalty: label-cost penalty for off-correspondence pairs (None = automatic).
-        **distance_kwargs: ``lambda_x``, ``lambda_y``, ``max_iter``, ``tol``, ``scaling``,
-            ``backend`` (see :class:`otdata.flows.otdd_adapter.OTDDEngine`).
+        distance: a :class:`~otdata.distance.DatasetDistance`, or a dict of its settings (e.g.
+            ``{"label_distance": "means", "epsilon": 0.02}``); default: ``DatasetDistance()``.
+        label_update_every, penalty, warm_start: see :class:`~otdata.distance.FixedTargetOTDD`.
     """
 
     name = "otdd"
 
-    def __init__(self, label_distance: str = "gaussian", epsilon: float = 0.1, p: int = 2,
-                 debiased: bool = True, label_update_every: int = 1, penalty: float | None = None,
-                 **distance_kwargs):
-        from otdata.flows.otdd_adapter import OTDDEngine
-
-        self.engine = OTDDEngine(label_distance=label_distance, epsilon=epsilon, p=p,
-                                 debiased=debiased, penalty=penalty, **distance_kwargs)
-        self.label_update_every = max(1, int(label_update_every))
+    def __init__(self, distance=None, label_update_every: int = 1, penalty: float | None = None,
+                 warm_start: bool = True):
+        if not isinstance(distance, DatasetDistance):
+            distance = DatasetDistance(**dict(distance or {}))
+        self.distance = distance
+        self.engine = FixedTargetOTDD(distance, penalty=penalty, label_update_every=label_update_every,
+                                      warm_start=warm_start)
 
     def bind(self, Xt, yt):
         super().bind(Xt, yt)
-        self.engine.bind_target(Xt, yt)
+        self.engine.bind(Xt, yt)
         return self
 
     def label_distances(self, X, y) -> torch.Tensor:
@@ -162,7 +159,13 @@ class OTDDFunctional(Functional):
         return self.engine.label_distances(X, y)
 
     def __call__(self, state: FlowState) -> torch.Tensor:
-        return self.engine.value(state, label_update_every=self.label_update_every)
+        return self.engine.value(state)
+
+    def state_dict(self) -> dict:
+        return self.engine.warm.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.engine.warm = WarmStart.from_state_dict(state)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -338,9 +341,10 @@ FUNCTIONALS: dict[str, type[Functional]] = {
 }
 
 
-def build_functional(spec, distance_kwargs: dict | None = None) -> tuple[str, float, Functional]:
+def build_functional(spec, otdd_kwargs: dict | None = None) -> tuple[str, float, Functional]:
     """``spec``: a name, a :class:`Functional`, or a dict ``{"name": ..., "weight": ..., **kwargs}``.
-    Returns ``(name, weight, functional)``. ``distance_kwargs`` are passed to ``"otdd"``."""
+    Returns ``(name, weight, functional)``. ``otdd_kwargs`` (``distance``, ``label_update_every``,
+    ``penalty``) are passed to ``"otdd"``."""
     if isinstance(spec, Functional):
         return spec.name, 1.0, spec
     if isinstance(spec, str):
@@ -355,6 +359,6 @@ def build_functional(spec, distance_kwargs: dict | None = None) -> tuple[str, fl
     weight = float(spec.pop("weight", 1.0))
     if name not in FUNCTIONALS:
         raise ValueError(f"unknown functional {name!r}; available: {sorted(FUNCTIONALS)}")
-    if name == "otdd" and distance_kwargs:
-        spec = {**dict(distance_kwargs), **spec}
+    if name == "otdd" and otdd_kwargs:
+        spec = {**dict(otdd_kwargs), **spec}
     return name, weight, FUNCTIONALS[name](**spec)
