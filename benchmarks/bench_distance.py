@@ -49,7 +49,7 @@ def worker(args):
         torch.set_num_threads(args.threads)
     Xm, ym, Xu, yu = load(args.data_dir, args.n1, args.n2)
     out = {"n1": len(Xm), "n2": len(Xu)}
-    dd = DatasetDistance("gaussian", p=2, epsilon=args.eps, debiased=args.debiased, tol=args.tol,
+    dd = DatasetDistance("gaussian", p=2, epsilon=args.eps, relative=False, debiased=args.debiased, tol=args.tol,
                          max_iter=args.max_iter)
     if args.solver == "ours":
         t = time.perf_counter()

@@ -53,7 +53,7 @@ CELLS = [
         "`label_distances[i, j]` is W₂² between USPS class i and MNIST class j."
     ),
     new_code_cell(
-        "distance = DatasetDistance(label_distance='gaussian', p=2, epsilon=1.0, debiased=True)\n"
+        "distance = DatasetDistance(label_distance='gaussian', p=2, debiased=True)\n"
         "res = distance(Xs, ys, Xt, yt, class_names1=usps.class_names, class_names2=mnist.class_names)\n"
         "print(f'OTDD(USPS, MNIST) = {res.value:.2f}   ({res.seconds:.1f} s)')\n"
         "display(Image(plots.label_distance_heatmap(res.label_distances, usps.class_names,\n"
@@ -67,7 +67,7 @@ CELLS = [
     new_code_cell(
         "flow = DatasetFlow(target=(Xt, yt), steps=STEPS, step_size=0.25, clamp=(0, 1),\n"
         "                   correspondence='identity', progress=False,\n"
-        "                   distance_kwargs={'epsilon': 5.0, 'label_update_every': 5})\n"
+        "                   label_update_every=5)\n"
         "result = flow.run(Xs, ys)\n"
         "print(f\"objective {result.history[0]['objective']:.2f} → {result.objective:.2f}\")\n"
         "display(Image(plots.image_rows({'before': result.X0, 'after': result.X}, OUT / 'flow.png')))"
