@@ -45,3 +45,11 @@ def test_runs_started_in_the_same_second_get_their_own_folders():
     (run1, sweep1), (run2, sweep2) = _run_dir(), _run_dir()
     assert re.fullmatch(r"outputs/distance/\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{6}", run1)
     assert run1 != run2 and sweep1 != sweep2
+
+
+def test_non_numeric_epsilon_names_the_setting():
+    from otdata.instantiate import safe_instantiate
+
+    cfg = compose_config(["task=distance", "distance.epsilon=abc"])
+    with pytest.raises(Exception, match=r"(?s)DatasetDistance.*epsilon.*'abc'"):
+        safe_instantiate(cfg.distance)
