@@ -188,7 +188,7 @@ def plot_history(history: list[dict], path: str | Path, keys: Sequence[str] | No
     A term equal to the objective (a one-term objective) is not drawn again: the objective's legend
     names it. ``refresh_every=k`` marks the steps where the moving classes' statistics are
     recomputed (the curve jumps there). The y axis is logarithmic when every value is positive, with
-    labelled ticks at 1, 2 and 5 times each power of ten (every digit over a narrow range)."""
+    labelled ticks at 1, 2 and 5 times each power of ten (also 3 and 7 over a narrow range)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -211,8 +211,8 @@ def plot_history(history: list[dict], path: str | Path, keys: Sequence[str] | No
     values = [v for vals in series.values() for v in vals if v is not None and math.isfinite(v)]
     if logy and values and min(values) > 0:
         ax.set_yscale("log")
-        narrow = max(values) / min(values) < 30  # under 1.5 decades: a tick at every digit
-        subs = tuple(range(1, 10)) if narrow else (1.0, 2.0, 5.0)
+        narrow = max(values) / min(values) < 30  # under 1.5 decades: more ticks
+        subs = (1.0, 2.0, 3.0, 5.0, 7.0) if narrow else (1.0, 2.0, 5.0)
         ax.yaxis.set_major_locator(ticker.LogLocator(subs=subs))
         ax.yaxis.set_minor_locator(ticker.LogLocator(subs=(1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0,
                                                            8.0, 9.0)))

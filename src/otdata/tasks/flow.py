@@ -46,7 +46,7 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
     refresh = refresh if result.config.get("labels") != "joint" else None
     figures.plot_history(result.history, out / "objective.png", refresh_every=refresh,
                          title=f"Flow objective per step: {title}",
-                         ylabel=f"{result.config.get('objective', 'objective')} objective")
+                         ylabel=f"objective ({result.config.get('objective', 'otdd')})")
     if image_shape is None:
         return
     names = list(source_classes) if source_classes is not None else None
