@@ -202,7 +202,7 @@ def check_fingerprint(saved: Mapping | None, current: Mapping, ignore: Iterable[
                  for k in changed]
     if problems:
         raise CheckpointMismatchError(
-            f"{where} belongs to another flow: " + "; ".join(problems) + ". Resume only with the "
+            f"{where} belongs to a different flow: " + "; ".join(problems) + ". Resume only with the "
             "same data and settings (the step budget may change), or start afresh "
             "(task.resume=false) or in a new run folder.")
 

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import torch
 
 from otdata.distance import DatasetDistance, class_stats
-from otdata.flows.checkpoint import (Trajectory, latest_checkpoint, load_checkpoint, rng_state,
+from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
+                                     load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
 from otdata.flows.correspondence import resolve_correspondence
 from otdata.flows.functionals import (FlowState, Functional, OTDDFunctional, build_functional,
@@ -41,6 +42,7 @@ class _Run:
     quiet: int = 0
     converged: bool = False
     history: list = field(default_factory=list)
+    fingerprint: dict | None = None  # digests of source, target and settings (refuses a wrong resume)
 
 
 @dataclass
@@ -399,7 +401,8 @@ class DatasetFlow:
         state = FlowState(X=X, y=ys, yi=yi, classes=classes, counts=counts, labels=self.labels,
                           label_params=label_params, correspondence=corr, step=0, generator=gen)
         run = _Run(state=state, X0=X0, params=params, opt=opt, traj=traj,
-                   class_scale=(n / counts.to(self.dtype)).tolist())
+                   class_scale=(n / counts.to(self.dtype)).tolist(),
+                   fingerprint=fingerprint(Xs, ys, *self.target, self.config))
         if resume and self.checkpoint_dir and latest_checkpoint(self.checkpoint_dir) is not None:
             self._restore(run, load_checkpoint(self.checkpoint_dir))
         return run
@@ -407,13 +410,8 @@ class DatasetFlow:
     def _restore(self, run: "_Run", ck: dict) -> None:
         """Continue from checkpoint ``ck`` (refused when it belongs to another flow)."""
         X = run.state.X
-        same = {k: v for k, v in ck["config"].items() if k != "steps"} == \
-            {k: v for k, v in self.config.items() if k != "steps"}
-        if tuple(ck["X"].shape) != tuple(X.shape) or not same:
-            raise ValueError(
-                f"checkpoint in {self.checkpoint_dir} belongs to a different flow (shape "
-                f"{tuple(ck['X'].shape)} vs {tuple(X.shape)} or another configuration); use a "
-                "fresh checkpoint_dir or resume=False (only `steps` may differ)")
+        check_fingerprint(ck.get("fingerprint"), run.fingerprint, ignore=("steps",),
+                          where=f"the checkpoint in {self.checkpoint_dir}")
         with torch.no_grad():
             X.copy_(ck["X"])
             run.X0 = ck["X0"].to(run.X0)
@@ -485,6 +483,7 @@ class DatasetFlow:
             "rng": rng_state(run.state.generator), "history": list(run.history),
             "trajectory": run.traj.state_dict(), "correspondence": run.state.correspondence,
             "config": self.config, "objective_state": [f.state_dict() for _, _, f in self.terms],
+            "fingerprint": run.fingerprint,
         }
         save_checkpoint(self.checkpoint_dir, state, run.step, keep=self.keep_checkpoints)
 
