@@ -64,3 +64,10 @@ def test_resume_with_other_data_or_settings_is_refused(change, message, data_roo
     with pytest.raises(CheckpointMismatchError, match=message):
         _run(data_root, tmp_path, "task.resume=true", *change)
     _run(data_root, tmp_path, "task.resume=true", "flow.steps=3")  # a longer budget is fine
+
+
+@pytest.mark.parametrize("steps", [-3, 0])
+def test_non_positive_steps_are_refused_before_anything_is_written(steps, data_root, tmp_path):
+    with pytest.raises(Exception, match=r"steps must be >= 1.*flow.steps"):
+        _run(data_root, tmp_path, f"flow.steps={steps}")
+    assert not (tmp_path / "flow.pt").exists()
