@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -12,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from otdata.instantiate import safe_instantiate
 from otdata.models.nets import net_config as _net_config
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -77,7 +77,7 @@ class Classifier(L.LightningModule):
         if net is None:
             if net_config is None:
                 raise ValueError("Classifier needs a `net` module or a `net_config` to build one.")
-            net = hydra.utils.instantiate(net_config)
+            net = safe_instantiate(net_config, key="net_config")  # may come from a checkpoint file
         elif net_config is None:
             net_config = _net_config(net)
         if num_classes is None:
