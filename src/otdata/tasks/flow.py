@@ -105,9 +105,15 @@ def flow_setting(config: dict, key: str):
 
 
 def settings_note(config: dict) -> str:
-    """The flow's settings as one Markdown line."""
+    """The flow's settings as one Markdown line (nested ones as `distance.epsilon=...`)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
     return "Settings (`flow` config): " + ", ".join(
-        f"`{k}={v}`" for k, v in config.items() if v is not None) + "."
+        f"`{k}={v}`" for k, v in flat.items() if v is not None) + "."
 
 
 def _name(names, label) -> str:
