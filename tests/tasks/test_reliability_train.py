@@ -85,3 +85,20 @@ def test_resume_without_a_checkpoint_trains_from_the_start(data_root, tmp_path, 
     train_task.run(_cfg(data_root, tmp_path, "trainer.max_epochs=1", "task.resume=true"))
     assert "does not exist: training from the start" in caplog.text
     assert (tmp_path / "metrics.json").is_file()
+
+
+class Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_crafted_last_ckpt_is_not_run_on_resume(data_root, tmp_path):
+    marker = tmp_path / "pwned"
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"state_dict": Payload(marker)}, tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        train_task.run(_cfg(data_root, tmp_path, "trainer.max_epochs=1", "task.resume=true"))
+    assert not marker.exists()
