@@ -90,6 +90,11 @@ def run(cfg: DictConfig) -> dict:
         result = distance(Xs, ys, Xt, yt, class_names1=source.class_names,
                           class_names2=target.class_names)
     seconds = time.perf_counter() - start
+    if not result.converged:
+        log.warning("The OTDD solve did NOT converge (ε = %.4g absolute, %d iterations, marginal error "
+                    "%.2e): its numbers are flagged converged=false in distance.json/.md. Raise "
+                    "distance.epsilon or distance.max_iter, or set distance.strict=true to refuse such "
+                    "results.", result.epsilon, result.n_iter, result.marginal_error)
 
     record = result.to_dict()
     row = table_row(source.name, target.name, record, settings, seconds)
