@@ -27,7 +27,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("otdata.wandb_offline", wandb_offline)
 
 
-
 def register_schemas() -> None:
     """Store the typed task schemas (`otdata.schemas`) that `conf/task/*.yaml` start from."""
     from otdata.schemas import register
