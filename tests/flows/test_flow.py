@@ -198,3 +198,32 @@ def test_correspondence_with_unequal_class_proportions():
     to0 = (r.X[ys == 0] - class_mean(Xt, yt, 0)).norm(dim=1)
     to1 = (r.X[ys == 0] - class_mean(Xt, yt, 1)).norm(dim=1)
     assert bool((to0 < to1).all())
+
+
+@pytest.mark.parametrize("scale", [1.0, 255.0])
+@pytest.mark.parametrize("rel", [1e-3, 1e-2])
+def test_float32_flow_at_small_relative_epsilon_stays_finite_and_descends(rel, scale):
+    """The default distance settings (relative epsilon) serve any feature scale: no NaN at step 1
+    in float32 even where the Gibbs kernel underflows, and the objective goes down."""
+    Xs, ys = gaussians(SRC, seed=0)
+    Xt, yt = gaussians(TGT, seed=1)
+    flow = DatasetFlow(target=(Xt * scale, yt), step_size=0.25, steps=4, progress=False,
+                       distance={"epsilon": rel})
+    r = flow.run(Xs * scale, ys)
+    obj = [h["objective"] for h in r.history]
+    assert all(torch.isfinite(torch.tensor(obj))) and torch.isfinite(r.X).all()
+    assert obj[-1] < obj[0]
+
+
+def test_flow_epsilon_is_fixed_from_the_initial_cost_scale():
+    """Relative epsilon is resolved once (not re-scaled as the particles move), and scales with the
+    squared feature scale, as the costs do."""
+    Xs, ys = gaussians(SRC, seed=0)
+    Xt, yt = gaussians(TGT, seed=1)
+    eps = {}
+    for scale in (1.0, 10.0):
+        flow = DatasetFlow(target=(Xt * scale, yt), step_size=0.25, steps=3, progress=False,
+                           distance={"epsilon": 0.01})
+        flow.run(Xs * scale, ys)
+        eps[scale] = flow.terms[0][2].engine.warm.epsilon
+    assert eps[10.0] == pytest.approx(100 * eps[1.0], rel=1e-4)
