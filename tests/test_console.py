@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
+import warnings
 
 import pytest
 
@@ -69,13 +69,18 @@ def test_setup_removes_vendor_handlers_and_filters_the_console(capsys):
         rank_zero.info("GPU available: False, used: False")
         rank_zero.warning("something the user must see")
         logging.getLogger("otdata.test").info("flowing USPS 1/4 ...")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            console.setup()
+            warnings.warn("Sinkhorn did not converge", RuntimeWarning)
     finally:
         root.handlers = saved
         root.setLevel(level)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2
+    assert len(out) == 3
     assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] warning: something the user must see", out[0])
     assert out[1].endswith("] flowing USPS 1/4 ...")
+    assert out[2].endswith("] warning: RuntimeWarning: Sinkhorn did not converge")
 
 
 def test_finish_records_the_command_once(tmp_path, capsys):

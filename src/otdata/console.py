@@ -8,7 +8,8 @@ printed twice. :func:`setup` (called by the `otdata` command once Hydra has conf
 * drops Lightning's advertising tips everywhere, and its per-Trainer boilerplate (GPU/TPU
   availability, seeding, ...) from the console only (the run's log file keeps it);
 * shortens the console format to `[HH:MM:SS] message` (warnings and errors say so);
-* silences known third-party deprecation warnings that the user cannot act on.
+* silences known third-party deprecation warnings that the user cannot act on, and prints the
+  other warnings as one log line each.
 """
 
 from __future__ import annotations
@@ -95,6 +96,13 @@ def setup() -> None:
             handler.setFormatter(ConsoleFormatter())
     for category, message in IGNORED_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one log line (`warning: ConvergenceWarning: ...`), in the console and the log
+    file, instead of Python's two lines with a source excerpt."""
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
 
 
 def command_line(overrides: list[str]) -> str:
