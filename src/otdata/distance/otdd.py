@@ -16,7 +16,7 @@ from otdata.ot.config import SinkhornConfig
 from otdata.ot.costs import PointCloudCost
 from otdata.ot.sinkhorn import ConvergenceWarning, SinkhornResult, sinkhorn
 
-from .labels import LABEL_DISTANCES, exact_label_distances, label_distances_from_stats
+from .labels import LABEL_DISTANCES, exact_label_distances, exact_label_path, label_distances_from_stats
 from .result import DistanceResult
 from .stats import ClassStats, class_stats, map_labels
 
@@ -141,6 +141,7 @@ class DatasetDistance:
         self.lambda_x, self.lambda_y = float(lambda_x), float(lambda_y)
         self.covariance, self.ridge, self.label_grad = covariance, float(ridge), label_grad
         self.device, self.dtype = device, dtype
+        exact_label_path(exact_method)  # refuses an unknown method at construction
         self.exact_method = exact_method
 
     @property
@@ -153,6 +154,13 @@ class DatasetDistance:
         return dict(label_distance=self.label_distance, p=self.p, debiased=self.debiased,
                     lambda_x=self.lambda_x, lambda_y=self.lambda_y, covariance=self.covariance, ridge=self.ridge,
                     label_grad=self.label_grad, exact_method=self.exact_method, **self.solver.to_dict())
+
+    def label_solver(self) -> str:
+        """How the label distances are computed: ``"gaussian"`` and ``"means"`` (closed forms), or for
+        ``"exact"`` the inner solver, ``"exact:batched"`` | ``"exact:emd"`` | ``"exact:sinkhorn"``."""
+        if self.label_distance != "exact":
+            return self.label_distance
+        return "exact:" + exact_label_path(self.exact_method)
 
     def _stats_key(self) -> tuple:
         return (self.label_distance, self.covariance, self.ridge, self.label_grad, self.p)
@@ -200,7 +208,7 @@ class DatasetDistance:
             Xa = a.X if grad else a.X.detach()
             Xb = b.X if grad else b.X.detach()
             return exact_label_distances(Xa.double(), a.labels, a.num_classes, Xb.double(), b.labels,
-                                         b.num_classes, self.p, self.exact_method, self.solver)
+                                         b.num_classes, self.p, self.exact_method, self.solver, symmetric=a is b)
 
     def _cost(self, a: LabeledCloud, b: LabeledCloud, W: Tensor | None) -> PointCloudCost:
         if W is None:
@@ -294,5 +302,5 @@ class DatasetDistance:
             f=xy.f, g=xy.g, epsilon=eps, epsilon_relative=self.epsilon if self.solver.relative else None,
             cost_scale=scale, n1=src.n, n2=tgt.n, seconds=time.perf_counter() - t0,
             n_iter=xy.n_iter, converged=converged, marginal_error=max(r.marginal_error for r in solves),
-            backend=xy.backend, settings=self.settings(), _ot=xy,
+            backend=xy.backend, settings={**self.settings(), "label_solver": self.label_solver()}, _ot=xy,
         )
