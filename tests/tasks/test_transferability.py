@@ -136,7 +136,8 @@ def test_pairs_all_or_listed(tmp_path):
 
 def test_text_config_composes_with_subtasks(tmp_path):
     cfg = compose_experiment("transferability_text", [], tmp_path)
-    assert list(cfg.task.datasets) == ["ag_news", "dbpedia", "yelp_polarity", "yelp_full"]
+    assert list(cfg.task.datasets) == ["ag_news_a", "ag_news_b", "world_sports", "business_scitech", "dbpedia", "yelp_full"]
+    assert set(cfg.task.compare) == {"exact", "means", "sliced"}
     assert cfg.task.model.net._target_ == "otdata.models.transfer.MLP"
     assert {"ag_news_a", "world_sports"} <= set(cfg.task.subsets)
 

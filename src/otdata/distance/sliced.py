@@ -167,24 +167,30 @@ class SlicedDatasetDistance:
         return SlicedCloud(Z, names, classes, self._key(X.shape[1]))
 
     def _mix(self, P: Tensor, labels: Tensor | None, psi: Tensor, k: Tensor) -> Tensor:
-        """``psi_0 * P + sum_j psi_j * (class moment of order k_j) / k_j!`` for each slice."""
+        """``psi_0 * P + sum_j psi_j * (class moment of order k_j) / k_j!`` for each slice.
+
+        ``P``: ``(n, l)`` projections; the moments ``E_c[P^1..P^kmax]`` of all classes come from one
+        running power and one product with the class-averaging matrix per order (float64: high
+        powers stay finite and exact)."""
         if labels is None:
             return P
-        z = P * psi[:, 0].to(P)
+        C, (n, width) = int(labels.max()) + 1, P.shape
         kmax = int(k.max()) if k.numel() else 0
-        factorial = torch.tensor([math.factorial(i) for i in range(kmax + 1)], dtype=torch.float64)
-        for c in range(int(labels.max()) + 1):
-            rows = labels == c
-            Pc = P[rows].double()
-            power, means = torch.ones_like(Pc), [torch.ones(Pc.shape[1], dtype=torch.float64, device=Pc.device)]
-            for _ in range(kmax):  # E[P^1], ..., E[P^kmax] of this class, per slice
-                power = power * Pc
-                means.append(power.mean(0))
-            table = torch.stack(means)                                   # (kmax + 1, L)
-            moments = table.gather(0, k.T.to(table.device)).T / factorial[k].to(table.device)  # (L, M)
-            shift = (moments * psi[:, 1:].to(moments)).sum(1)             # (L,)
-            z[rows] += shift.to(z)
-        return z
+        P64 = P.double()
+        average = torch.nn.functional.one_hot(labels, C).T.double()      # (C, n)
+        average /= average.sum(1, keepdim=True)
+        table = torch.empty(kmax + 1, C, width, dtype=torch.float64, device=P.device)
+        table[0] = 1.0
+        power = torch.ones_like(P64)
+        for order in range(1, kmax + 1):
+            power *= P64
+            table[order] = average @ power
+        kT = k.T.to(P.device)                                            # (M, l)
+        factorial = torch.tensor([math.factorial(i) for i in range(kmax + 1)], dtype=torch.float64, device=P.device)
+        moments = table[kT[:, None, :], torch.arange(C, device=P.device)[None, :, None],
+                        torch.arange(width, device=P.device)[None, None, :]] / factorial[kT][:, None, :]  # (M, C, l)
+        shift = (moments * psi[:, 1:].T.to(moments)[:, None, :]).sum(0)  # (C, l)
+        return P * psi[:, 0].to(P) + shift[labels].to(P)
 
     # ------------------------------------------------------------------ call
     def _cloud(self, item, name: str, class_names) -> SlicedCloud:
