@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from otdata.distance import DatasetDistance, FixedTargetOTDD, WarmStart
+from otdata.ot import sliced_wasserstein, sqeuclidean
 
 __all__ = [
     "FlowState",
@@ -173,10 +174,6 @@ class OTDDFunctional(Functional):
 # ------------------------------------------------------------------------------------------------
 
 
-def _sqdist(A, B):
-    return (A.pow(2).sum(1)[:, None] + B.pow(2).sum(1)[None, :] - 2 * A @ B.T).clamp_min(0)
-
-
 class _PerClass(Functional):
     """Applies ``self.divergence(Xs, Xt)`` globally, or class-conditionally with a correspondence."""
 
@@ -220,7 +217,7 @@ class MMDFunctional(_PerClass):
         super().bind(Xt, yt)
         if self.bandwidth is None:
             sub = Xt[: min(1000, Xt.shape[0])]
-            med = _sqdist(sub, sub).sqrt().median().clamp_min(1e-6)
+            med = sqeuclidean(sub, sub).sqrt().median().clamp_min(1e-6)
             self.sigmas = [float(med) * s for s in self.scales]
         elif isinstance(self.bandwidth, (list, tuple)):
             self.sigmas = [float(b) for b in self.bandwidth]
@@ -233,28 +230,14 @@ class MMDFunctional(_PerClass):
 
     def divergence(self, Xs, Xt, state):
         Xt = Xt.to(Xs.dtype)
-        return (self._k(_sqdist(Xs, Xs)).mean() + self._k(_sqdist(Xt, Xt)).mean()
-                - 2 * self._k(_sqdist(Xs, Xt)).mean())
-
-
-def _quantiles(Z: torch.Tensor, m: int) -> torch.Tensor:
-    """Sorted projections ``Z`` (n, L) resampled at ``m`` quantile levels (linear interpolation)."""
-    Zs, _ = torch.sort(Z, dim=0)
-    n = Zs.shape[0]
-    if n == m:
-        return Zs
-    pos = (torch.arange(m, dtype=Z.dtype, device=Z.device) + 0.5) / m * n - 0.5
-    pos = pos.clamp(0, n - 1)
-    lo = pos.floor().long()
-    hi = (lo + 1).clamp(max=n - 1)
-    w = (pos - lo.to(Z.dtype))[:, None]
-    return Zs[lo] * (1 - w) + Zs[hi] * w
+        return (self._k(sqeuclidean(Xs, Xs)).mean() + self._k(sqeuclidean(Xt, Xt)).mean()
+                - 2 * self._k(sqeuclidean(Xs, Xt)).mean())
 
 
 class SlicedWassersteinFunctional(_PerClass):
-    """Sliced ``W_2^2`` to the target, ``n_projections`` random directions drawn every step from
-    the flow's generator (so checkpoint/resume stays exact). Uses ``otdata.ot.sliced`` when it
-    provides ``sliced_wasserstein``; otherwise a sort-based estimate with quantile matching."""
+    """Sliced ``W_2^2`` to the target (:func:`otdata.ot.sliced_wasserstein`, exact 1-D OT per
+    direction), ``n_projections`` random directions drawn every step from the flow's generator
+    (so checkpoint/resume stays exact)."""
 
     name = "sliced"
 
@@ -262,13 +245,7 @@ class SlicedWassersteinFunctional(_PerClass):
         self.n_projections = int(n_projections)
 
     def divergence(self, Xs, Xt, state):
-        d = Xs.shape[1]
-        theta = torch.randn(d, self.n_projections, generator=state.generator, dtype=torch.float64)
-        theta = (theta / theta.norm(dim=0, keepdim=True)).to(Xs.dtype).to(Xs.device)
-        Ps = Xs @ theta
-        Pt = Xt.to(Xs.dtype) @ theta
-        m = max(Ps.shape[0], Pt.shape[0])
-        return (_quantiles(Ps, m) - _quantiles(Pt, m)).pow(2).mean(0).mean()
+        return sliced_wasserstein(Xs, Xt.to(Xs.dtype), self.n_projections, p=2.0, generator=state.generator)
 
 
 class ClassSeparationPotential(Functional):

@@ -25,16 +25,18 @@ def _quantile_w_pp(u: Tensor, v: Tensor, p: float) -> Tensor:
 
 
 def sliced_wasserstein(
-    x: Tensor, y: Tensor, n_projections: int = 128, p: float = 2.0, seed: int = 0
+    x: Tensor, y: Tensor, n_projections: int = 128, p: float = 2.0, seed: int = 0,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Sliced ``W_p^p``: mean over ``n_projections`` random unit directions of 1-D ``W_p^p``.
 
-    Uniform weights; differentiable w.r.t. ``x`` and ``y``; directions drawn from a generator
-    seeded with ``seed`` (same seed, same directions).
+    Uniform weights; differentiable w.r.t. ``x`` and ``y``; directions drawn from ``generator``
+    (e.g. a flow's own, advanced at every call) or else from a generator seeded with ``seed``
+    (same seed, same directions).
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must be (n, d) and (m, d); got {tuple(x.shape)}, {tuple(y.shape)}")
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = generator if generator is not None else torch.Generator(device="cpu").manual_seed(seed)
     th = torch.randn(x.shape[1], n_projections, generator=gen, dtype=torch.float64).to(x.device, x.dtype)
     th = th / th.norm(dim=0, keepdim=True)
     return _quantile_w_pp(x @ th, y @ th, p).mean()
