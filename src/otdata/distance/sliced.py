@@ -234,6 +234,6 @@ class SlicedDatasetDistance:
         return SlicedDistanceResult(
             value=value, entropic=value, divergence=None, loss=torch.tensor(value, dtype=torch.float64),
             label_distances=None, class_names1=list(a.class_names), class_names2=list(b.class_names),
-            f=torch.empty(0), g=torch.empty(0), epsilon=0.0, n1=a.n, n2=b.n,
+            f=None, g=None, epsilon=0.0, n1=a.n, n2=b.n,  # exact 1-D OT: no potentials, no epsilon
             seconds=time.perf_counter() - t0, n_iter=self.n_projections, converged=True, backend="sliced",
             settings=self.settings(), std_error=err)
