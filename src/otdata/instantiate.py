@@ -54,17 +54,26 @@ def _refuse(key: str, target: Any, why: str) -> UnsafeTargetError:
 
 
 def _locate(path: str) -> Any:
-    """The object named by a dotted path: the longest importable module, then attributes."""
+    """The object named by a dotted path: the longest importable module, then attributes.
+
+    Raises `LookupError` when nothing by that name exists; an import error raised inside an
+    existing module (a missing dependency) propagates unchanged."""
     parts = path.split(".")
     for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
         try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
+            obj = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
+                continue  # `name` itself is not a module: try a shorter prefix
+            raise
         for attr in parts[i:]:
-            obj = getattr(obj, attr)
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError as error:
+                raise LookupError(f"{name!r} has no attribute path {'.'.join(parts[i:])!r}") from error
         return obj
-    raise ImportError(f"no module in {path!r} can be imported")
+    raise LookupError(f"no module in {path!r} can be imported")
 
 
 def check_target(target: Any, key: str = "config") -> None:
@@ -75,7 +84,7 @@ def check_target(target: Any, key: str = "config") -> None:
         raise _refuse(key, target, "it is outside the allowed packages")
     try:
         obj = _locate(target)
-    except (ImportError, AttributeError) as error:
+    except LookupError as error:
         raise UnsafeTargetError(
             f"config `{key}._target_` = {target!r} does not exist ({error}). Fix: check the spelling, "
             "or choose a config option (`otdata --help` lists them)."
