@@ -51,7 +51,8 @@ def test_main_command_prints_each_line_once_without_vendor_tips(tmp_path, data_r
     assert "Command: `otdata experiment=repurpose" in (tmp_path / "run" / "repurpose.md").read_text()
 
 
-def test_setup_removes_vendor_handlers_and_filters_the_console(capsys):
+def test_setup_removes_vendor_handlers_and_filters_the_console(capsys, monkeypatch):
+    monkeypatch.setattr(console.importlib, "import_module", lambda name: None)  # no slow imports
     root = logging.getLogger()
     saved, level = list(root.handlers), root.level
     handler = logging.StreamHandler(sys.stdout)
