@@ -104,6 +104,9 @@ def test_one_job_per_pair_shares_caches_and_collects(partial_root, tmp_path):
     assert records[0]["timings"]["otdd"]["computed"] == 1 and records[1]["timings"]["otdd"]["computed"] == 0
     assert records[1]["rows"][0]["otdd"] == records[0]["rows"][0]["otdd"]
     assert sorted(p.name for p in (cache / "pretrained").glob("*/*.ckpt")) == ["MNIST.ckpt", "USPS.ckpt"]
+    assert len(list((cache / "runs").glob("*.json"))) == 4  # 2 pairs × 2 seeds, each fine-tuned once
+    again = compose_experiment("transferability", [*common, "task.pair_index=0"], sweep / "again")
+    assert run(again)["rows"][0]["gain"] == records[0]["rows"][0]["gain"]  # read back, not retrained
     merged = run(compose_experiment("transferability", [*common, f"task.collect={sweep}"], tmp_path / "all"))
     by_pair = {r["pair"]: r for r in merged["rows"]}
     assert set(by_pair) == {"MNIST→USPS", "USPS→MNIST"}

@@ -293,6 +293,27 @@ class Experiment:
                 "error_drop": error_drop(scratch_acc, tuned_acc),
                 "head": "replaced" if any(k.startswith("net.classifier.") for k in fresh) else "kept"}
 
+    def cached_seed(self, pretrained: Classifier, source: Dataset, target: Dataset, seed: int) -> dict:
+        """`one_seed`, read back from `task.cache_dir` when a run with the same training settings did
+        it: the accuracies do not depend on the distances, so a rerun that changes only a distance
+        (or a sweep job that repeats a pair) recomputes nothing but the distances."""
+        path = None
+        if self.cache is not None:
+            task = OmegaConf.to_container(self.task, resolve=True)
+            keys = ("n_pool", "n_test", "n_pretrain", "pretrain_epochs", "pretrain_batch_size", "n_finetune",
+                    "finetune_epochs", "finetune_batch_size", "head", "freeze")
+            trainer = {k: v for k, v in config_dict(self.cfg.trainer).items() if k != "default_root_dir"}
+            path = self.cache / "runs" / (_digest(
+                config_dict(self.model_cfg), source.origin, len(source.y), target.origin, len(target.y),
+                len(target.y_test), {k: task.get(k) for k in keys}, trainer, self.cfg.seed, seed) + ".json")
+            if path.exists():
+                return json.loads(path.read_text())
+        result = self.one_seed(pretrained, target, seed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result))
+        return result
+
     def pair(self, source: Dataset, target: Dataset) -> tuple[dict, list[dict]]:
         start = time.perf_counter()
         if source.X.shape[1] != target.X.shape[1]:
@@ -301,7 +322,7 @@ class Experiment:
         key = frozenset((source.name, target.name))
         pretrained, source_acc = self.pretrain(source)
         runs = [{"pair": f"{source.name}→{target.name}", "source": source.name, "target": target.name,
-                 **self.one_seed(pretrained, target, int(seed))} for seed in seeds(self.task)]
+                 **self.cached_seed(pretrained, source, target, int(seed))} for seed in seeds(self.task)]
         meta = {"source_acc": source_acc, "n_pretrain": min(int(self.task.n_pretrain), len(source.y)),
                 "n_test": len(target.y_test), "seconds": round(time.perf_counter() - start, 1),
                 **{name: table[key] for name, table in self.distances.items() if key in table}}
