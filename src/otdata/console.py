@@ -19,6 +19,7 @@ import logging
 import re
 import sys
 import warnings
+from pathlib import Path
 
 #: Loggers that install console handlers of their own at import time.
 VENDOR_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
@@ -119,8 +120,6 @@ def announce(task: str, output_dir: str, overrides: list[str]) -> None:
 def finish(task: str, output_dir: str, overrides: list[str], show: bool = True) -> str | None:
     """Append the command to the task's result table `<task>.md` (so the table records the
     settings that made it) and print the table; returns its text, or None if the task wrote none."""
-    from pathlib import Path
-
     table = Path(output_dir) / f"{task}.md"
     if not table.is_file():
         return None
