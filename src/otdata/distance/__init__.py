@@ -40,12 +40,12 @@ datasets, on-disk cache), and the label-distance functions in :mod:`.labels`.
 from .fixed_target import FixedTargetOTDD, WarmStart
 from .labels import exact_label_distances, gaussian_label_distances, means_label_distances
 from .matrix import DistanceMatrix, distance_matrix, tensor_digest
-from .otdd import DatasetDistance, LabeledCloud
+from .otdd import DatasetDistance, LabeledCloud, ScaleMismatchWarning, check_scales
 from .result import DistanceResult
 from .stats import ClassStats, class_stats, map_labels
 
 __all__ = [
-    "DatasetDistance", "LabeledCloud", "FixedTargetOTDD", "WarmStart", "DistanceResult", "ClassStats", "class_stats", "map_labels",
+    "DatasetDistance", "LabeledCloud", "FixedTargetOTDD", "WarmStart", "ScaleMismatchWarning", "check_scales", "DistanceResult", "ClassStats", "class_stats", "map_labels",
     "distance_matrix", "DistanceMatrix", "tensor_digest",
     "gaussian_label_distances", "means_label_distances", "exact_label_distances",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 import warnings
 from collections.abc import Mapping
@@ -14,11 +16,13 @@ from torch import Tensor
 
 from otdata.ot.config import SinkhornConfig
 from otdata.ot.costs import PointCloudCost
-from otdata.ot.sinkhorn import ConvergenceWarning, SinkhornResult, sinkhorn
+from otdata.ot.sinkhorn import ConvergenceWarning, SinkhornResult, check_cost, sinkhorn
 
 from .labels import LABEL_DISTANCES, exact_label_distances, exact_label_path, label_distances_from_stats
 from .result import DistanceResult
 from .stats import ClassStats, class_stats, map_labels
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,6 +63,14 @@ def _to_tensor(a, name: str) -> Tensor:
     raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(a).__name__}")
 
 
+#: features whose typical magnitudes differ by more than this factor are probably in other units
+SCALE_MISMATCH = 30.0
+
+
+class ScaleMismatchWarning(UserWarning):
+    """Two datasets' features differ in magnitude by orders: probably different units."""
+
+
 def _check_features(X, name: str) -> Tensor:
     X = _to_tensor(X, name)
     if X.ndim != 2:
@@ -67,12 +79,34 @@ def _check_features(X, name: str) -> Tensor:
         raise ValueError(f"{name} is empty (0 samples); pass at least one sample per dataset")
     if X.shape[1] == 0:
         raise ValueError(f"{name} has 0 features")
-    if not torch.is_floating_point(X):
+    if X.dtype == torch.uint8:  # images as stored (0..255): read as intensities in [0, 1]
+        log.info("%s holds uint8 values: read as images and divided by 255 (pass floats to keep another scale)", name)
+        X = X.float() / 255.0
+    elif not torch.is_floating_point(X):
         X = X.float()
     if not bool(torch.isfinite(X.detach()).all()):
         bad = int((~torch.isfinite(X.detach())).any(1).sum())
         raise ValueError(f"{name} contains NaN or inf values in {bad} row(s); clean or drop them before computing distances")
     return X
+
+
+def feature_scale(X: Tensor) -> float:
+    """The root-mean-square feature value: the typical magnitude of a dataset's features."""
+    return float(X.detach().double().pow(2).mean().sqrt())
+
+
+def check_scales(X1: Tensor, X2: Tensor, names: tuple[str, str] = ("X1", "X2")) -> None:
+    """Warn (:class:`ScaleMismatchWarning`) when two datasets' feature magnitudes differ by more
+    than ``SCALE_MISMATCH``: e.g. images in 0..255 against images in [0, 1], where the distance
+    would mostly measure the units."""
+    s1, s2 = feature_scale(X1), feature_scale(X2)
+    lo, hi = sorted((s1, s2))
+    if lo == 0.0 or hi / lo > SCALE_MISMATCH:
+        warnings.warn(
+            f"{names[0]} and {names[1]} have features of very different magnitudes (RMS {s1:.3g} vs {s2:.3g}): "
+            "are both in the same units (e.g. pixels in [0, 1] on both sides, not 0..255 on one)? Rescale one "
+            "of them; the distance would mostly measure the difference in units.", ScaleMismatchWarning,
+            stacklevel=3)
 
 
 def _check_labels(y, n: int, name: str) -> Tensor:
@@ -271,6 +305,7 @@ class DatasetDistance:
         if src.X.shape[1] != tgt.X.shape[1]:
             raise ValueError(f"feature dimensions differ: X1 has d={src.X.shape[1]}, X2 has d={tgt.X.shape[1]}; "
                              "embed both datasets in the same feature space first")
+        check_scales(src.X, tgt.X)
         if (src.labels is None) != (tgt.labels is None):
             raise ValueError("give labels for both datasets or for neither (y1=y2=None: plain OT on features)")
         if tgt.X.dtype != src.X.dtype or tgt.X.device != src.X.device:
@@ -279,6 +314,8 @@ class DatasetDistance:
         W = self.label_distances(src, tgt) if src.labels is not None else None
         cost = self._cost(src, tgt, W)
         scale = cost.mean_value(_uniform(src.n, cost), _uniform(tgt.n, cost))
+        if not math.isfinite(scale):
+            check_cost(cost)  # raises the overflow error that names the fix
         eps = self.solver.absolute_epsilon(scale)
         xy = sinkhorn(None, None, cost, eps, **self.solver.solve_kwargs())
         solves = [xy]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
-from otdata.distance import DatasetDistance, class_stats
+from otdata.distance import DatasetDistance, check_scales, class_stats
 from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
                                      load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
@@ -240,6 +240,8 @@ class DatasetFlow:
     def _check_xy(self, X, y, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         X = torch.as_tensor(X)
         y = torch.as_tensor(y)
+        if X.dtype == torch.uint8:  # images as stored (0..255): intensities in [0, 1], as clamp expects
+            X = X.float() / 255.0
         if X.ndim > 2:
             X = X.reshape(X.shape[0], -1)
         if X.ndim != 2:
@@ -368,6 +370,7 @@ class DatasetFlow:
                 "common feature space: resize/flatten images to the same shape (e.g. 16x16 -> "
                 "28x28 with F.interpolate) or embed both datasets with the same encoder")
         self._check_classes(ys, "source")
+        check_scales(Xs, self.target[0], ("source", "target"))
         corr = self._resolve_correspondence(Xs, ys)
         if corr is not None:
             self._check_classes(self.target[1], "target", declared=sorted(set(corr.values())))

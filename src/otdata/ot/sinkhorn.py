@@ -35,7 +35,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ._threads import single_thread
 from .config import BACKENDS, DEFAULT_MAX_DENSE_BYTES, SinkhornConfig
-from .costs import Cost, MatrixCost
+from .costs import Cost, MatrixCost, PointCloudCost
+from .sparse import solve_sparse
 
 
 class ConvergenceWarning(UserWarning):
@@ -74,7 +75,12 @@ class _Engine:
         n, m = cost.n, cost.m
         nbytes = n * m * torch.tensor([], dtype=cost.dtype).element_size()
         if backend == "auto":
-            backend = "dense" if (isinstance(cost, MatrixCost) or nbytes <= max_dense_bytes) else "online"
+            if isinstance(cost, MatrixCost) or nbytes <= max_dense_bytes:
+                backend = "dense"
+            else:  # too big to store: truncated kernel when no gradient flows through the cost
+                backend = "sparse" if isinstance(cost, PointCloudCost) and not cost.requires_grad else "online"
+        if backend == "sparse" and not isinstance(cost, PointCloudCost):
+            raise ValueError("backend='sparse' needs a PointCloudCost (it subsamples rows and columns)")
         self.backend = backend
         self.step = max(1, block_elements // max(m, 1))
         self.C = cost.dense(self.step) if backend == "dense" else None
@@ -398,7 +404,7 @@ def _final_pass(engine: _Engine, f, g, loga, logb, eps, differentiable: bool) ->
     return total
 
 
-def _check_cost(cost: Cost) -> float:
+def check_cost(cost: Cost) -> float:
     """``max C``, refusing a cost that is not finite (features too large for the dtype)."""
     cmax = cost.max_value()
     if not math.isfinite(cmax):
@@ -445,7 +451,9 @@ def sinkhorn(
     factor ``scaling`` per level before iterating at ``epsilon`` until the L1 marginal error
     is below ``tol`` or ``max_iter`` iterations ran. ``backend``: ``"dense"`` stores the cost
     (no autograd), ``"online"`` recomputes row blocks inside the log-sum-exp (memory O(n+m)),
-    ``"auto"`` stores it when it fits in ``max_dense_bytes``. ``symmetric=True`` (``a == b``,
+    ``"auto"`` stores it when it fits in ``max_dense_bytes`` and otherwise, for a
+    :class:`~otdata.ot.costs.PointCloudCost` without gradient, takes ``"sparse"`` (a truncated kernel
+    whose marginals are certified on the full cost, :mod:`otdata.ot.sparse`). ``symmetric=True`` (``a == b``,
     symmetric cost) uses the averaged symmetric update ``f <- (f + T(f)) / 2``.
     ``level_iter``: iterations per intermediate epsilon level (GeomLoss does one).
     ``overrelax``: over-relaxation ``omega`` of the dense iterations at the target epsilon
@@ -476,7 +484,7 @@ def sinkhorn(
     loga, logb = a.log(), b.log()
 
     with torch.no_grad():
-        cmax = _check_cost(cost)
+        cmax = check_cost(cost)
         engine = _Engine(cost, backend, max_dense_bytes, block_elements)
         schedule = epsilon_schedule(cmax, epsilon, scaling) if eps_scaling else [epsilon]
         if init is not None:
@@ -484,7 +492,7 @@ def sinkhorn(
         else:
             f0 = torch.zeros(n, dtype=cost.dtype, device=cost.device)
             g0 = torch.zeros(m, dtype=cost.dtype, device=cost.device)
-        escalated = False
+        escalated, tc_known = False, None
         single = n * m <= SINGLE_THREAD_ELEMENTS
         if engine.backend == "dense":
             kern = _DenseKernel(engine.C, a, b, symmetric, block_elements)
@@ -503,6 +511,14 @@ def sinkhorn(
                     f, g, it2, err, converged = _solve_online(engine, *start, a, b, loga, logb, sched, max_iter,
                                                               tol, symmetric, True)
                 it += it2
+        elif engine.backend == "sparse":
+            f, g, it, err, converged, tc_known, nnz = solve_sparse(cost, a, b, epsilon, symmetric, max_iter, tol,
+                                                                   block_elements)
+            if not converged:  # support too small: continue in the log domain on the full cost
+                escalated, tc_known = True, None
+                f, g, it2, err, converged = _solve_online(engine, f, g, a, b, loga, logb, [epsilon], max_iter, tol,
+                                                          symmetric, True)
+                it += it2
         else:
             with single_thread(single):
                 f, g, it, err, converged = _solve_online(engine, f0, g0, a, b, loga, logb, schedule, max_iter, tol,
@@ -518,8 +534,11 @@ def sinkhorn(
         if strict:
             raise ConvergenceError(msg)
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
-    with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
-        tc = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
+    if tc_known is not None and not (differentiable and torch.is_grad_enabled() and cost.requires_grad):
+        tc = torch.tensor(tc_known, dtype=cost.dtype, device=cost.device)  # from the certificate pass
+    else:
+        with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
+            tc = _final_pass(engine, f, g, loga, logb, epsilon, differentiable)
     loss = entropic + (tc - tc.detach()) if tc.requires_grad else entropic.clone()
     return SinkhornResult(
         f=f, g=g, a=a, b=b, epsilon=float(epsilon), transport_cost=tc.detach(), entropic=entropic,
