@@ -105,6 +105,7 @@ def load_or_train_classifier(
     trainer_kwargs.setdefault("default_root_dir", str(out_dir))
     trainer_kwargs.setdefault("accelerator", "cpu")
     trainer_kwargs.setdefault("enable_progress_bar", False)
+    trainer_kwargs.setdefault("enable_model_summary", False)  # the log names the model; no table
     trainer_kwargs["logger"] = False
     trainer_kwargs["enable_checkpointing"] = True
     checkpointing = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best",
