@@ -1,0 +1,183 @@
+"""A learned out-of-sample map: a network fitted to a flow's (start, end) pairs.
+
+A flow moves a finite set of labeled particles ``X0 -> X1``. The k-NN extension
+(:class:`~otdata.flows.extension.KNNDisplacement`) moves a new sample by the displacement of its
+nearest particles, so it is only as good as raw nearest-neighbour structure. :class:`LearnedMap`
+instead *amortises* the flow: a small convolutional encoder-decoder ``T`` is trained so that
+``T(X0[i]) ≈ X1[i]`` and is then applied to any new sample, with no label and no OT solve.
+
+Loss, per pair (x0, x1):
+
+    pixel_weight · 100 ||T(x0) - x1||² / d  +  teacher_weight · KL( teacher(x1) || teacher(T(x0)) )
+
+The second term is optional: with the frozen classifier of the flow's target as ``teacher``, it
+asks ``T(x0)`` to be seen by that model as the flowed particle ``x1`` is seen (a perceptual loss
+in the spirit of feature-matching losses). It uses no labels beyond those the flow already used
+(they shaped ``x1``). Pairs are augmented by the same random shift of both images, since a shifted
+source picture should land on the shifted flowed picture.
+
+Example::
+
+    lm = LearnedMap(image_shape=(1, 28, 28)).fit(result.X0, result.X, teacher=classifier)
+    X_new_flowed = lm(X_new)             # (m, 784), pixels in [0, 1]
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LearnedMap", "MapNet", "shift_pairs"]
+
+log = logging.getLogger(__name__)
+
+
+class MapNet(nn.Module):
+    """Conv encoder (two conv-BN-ReLU-pool blocks, a linear code) and a mirrored decoder.
+
+    The output is a sigmoid, i.e. pixels in (0, 1), the box the image flows are clamped to. With
+    ``bounded=False`` it is linear (for features without a box).
+    """
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, channels: tuple[int, int] = (32, 64),
+                 code: int = 256, dropout: float = 0.1, bounded: bool = True):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
+        c1, c2 = channels
+        s = image_size // 4
+        self.shape = (in_channels, image_size, image_size)
+        self.bounded = bounded
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(c2 * s * s, code), nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(code, c2 * s * s), nn.ReLU(), nn.Unflatten(1, (c2, s, s)),
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
+            nn.ConvTranspose2d(c1, c1 // 2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c1 // 2, in_channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, S, S)`` or flat rows ``(B, C*S*S)`` → the same layout."""
+        flat = x.dim() == 2
+        out = self.decoder(self.encoder(x.reshape(len(x), *self.shape)))
+        if self.bounded:
+            out = torch.sigmoid(out)
+        return out.reshape(len(x), -1) if flat else out
+
+
+def shift_pairs(a: torch.Tensor, b: torch.Tensor, max_shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Translate image pair ``i`` of ``(B, C, H, W)`` batches ``a`` and ``b`` by the same random
+    integer offset in ``[-max_shift, max_shift]²`` (zeros fill in)."""
+    if max_shift <= 0:
+        return a, b
+    B, _, H, W = a.shape
+    pad = (max_shift,) * 4
+    pa, pb = F.pad(a, pad), F.pad(b, pad)
+    dy = torch.randint(0, 2 * max_shift + 1, (B,))
+    dx = torch.randint(0, 2 * max_shift + 1, (B,))
+    rows = (torch.arange(H)[None, :] + dy[:, None])[:, None, :, None]
+    cols = (torch.arange(W)[None, :] + dx[:, None])[:, None, None, :]
+    idx = torch.arange(B)[:, None, None, None]
+    ch = torch.arange(a.shape[1])[None, :, None, None]
+    return pa[idx, ch, rows, cols], pb[idx, ch, rows, cols]
+
+
+class LearnedMap:
+    """A network ``T`` trained on a flow's pairs ``(X0[i], X1[i])``, applied to new samples.
+
+    Args:
+        image_shape: ``(C, S, S)`` of the flattened rows.
+        epochs: passes over the pairs (AdamW, one-cycle learning rate).
+        batch_size, lr, weight_decay: optimisation.
+        pixel_weight: weight of the squared pixel error (× 100 / d, so ~1 for images in [0, 1]).
+        teacher_weight: weight of the KL term to the teacher's view of ``x1`` (0 = pixels only).
+        augment_shift: random shift (pixels) applied to both images of a pair.
+        code, channels, dropout: the :class:`MapNet`.
+        bounded: sigmoid output (pixels in [0, 1]).
+        seed: of the initialisation, batches and shifts.
+        progress: log a line every ``max(1, epochs // 5)`` epochs.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), epochs: int = 30,
+                 batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
+                 pixel_weight: float = 1.0, teacher_weight: float = 1.0, augment_shift: int = 1, code: int = 256,
+                 channels: tuple[int, int] = (32, 64), dropout: float = 0.1, bounded: bool = True,
+                 seed: int = 0, progress: bool = True):
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
+        self.pixel_weight, self.teacher_weight = pixel_weight, teacher_weight
+        self.augment_shift, self.seed, self.progress = augment_shift, seed, progress
+        self.net = MapNet(self.image_shape[0], self.image_shape[1], tuple(channels), code, dropout,
+                          bounded)
+        self.history: list[dict] = []
+        self.seconds = 0.0
+
+    def fit(self, X0: torch.Tensor, X1: torch.Tensor, teacher: nn.Module | None = None) -> LearnedMap:
+        """Train on pairs ``X0[i] → X1[i]`` (``(n, C*S*S)`` rows); ``teacher``: a frozen classifier
+        of images (used only when ``teacher_weight > 0``). Returns ``self``."""
+        X0 = torch.as_tensor(X0, dtype=torch.float32).reshape(-1, *self.image_shape)
+        X1 = torch.as_tensor(X1, dtype=torch.float32).reshape(-1, *self.image_shape)
+        if X0.shape != X1.shape:
+            raise ValueError(f"X0 and X1 must have the same shape, got {tuple(X0.shape)} and "
+                             f"{tuple(X1.shape)}")
+        use_teacher = teacher is not None and self.teacher_weight > 0
+        if use_teacher:
+            teacher.eval().requires_grad_(False)
+        start = time.perf_counter()
+        gen = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        net = self.net.train()
+        n, d = len(X0), X0[0].numel()
+        steps = self.epochs * math.ceil(n / self.batch_size)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(steps, 1),
+                                                    pct_start=0.2)
+        every = max(1, self.epochs // 5)
+        for epoch in range(self.epochs):
+            totals = {"pixel": 0.0, "teacher": 0.0}
+            for idx in torch.randperm(n, generator=gen).split(self.batch_size):
+                a, b = shift_pairs(X0[idx], X1[idx], self.augment_shift)
+                out = net(a)
+                pixel = F.mse_loss(out, b, reduction="sum") / (len(idx) * d) * 100
+                loss = self.pixel_weight * pixel
+                if use_teacher:
+                    with torch.no_grad():
+                        target = F.log_softmax(teacher(b), dim=1)
+                    kl = F.kl_div(F.log_softmax(teacher(out), dim=1), target, log_target=True,
+                                  reduction="batchmean")
+                    loss = loss + self.teacher_weight * kl
+                    totals["teacher"] += float(kl.detach()) * len(idx)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                totals["pixel"] += float(pixel.detach()) * len(idx)
+            self.history.append({"epoch": epoch + 1, **{k: v / n for k, v in totals.items()}})
+            if self.progress and ((epoch + 1) % every == 0 or epoch + 1 == self.epochs):
+                h = self.history[-1]
+                log.info("learned map: epoch %d/%d, pixel loss %.3f, teacher KL %.3f (%.0f s)",
+                         epoch + 1, self.epochs, h["pixel"], h["teacher"], time.perf_counter() - start)
+        net.eval()
+        self.seconds = time.perf_counter() - start
+        return self
+
+    @torch.no_grad()
+    def __call__(self, X: torch.Tensor, clamp: tuple[float, float] | None = None,
+                 batch_size: int = 1024) -> torch.Tensor:
+        """The mapped rows ``(m, C*S*S)`` of new samples ``X`` (rows or images)."""
+        X = torch.as_tensor(X, dtype=torch.float32)
+        self.net.eval()
+        parts = [self.net(chunk.reshape(len(chunk), -1)) for chunk in X.split(batch_size)]
+        Y = torch.cat(parts) if parts else X.new_zeros(0, math.prod(self.image_shape))
+        return Y.clamp(*clamp) if clamp is not None else Y
+
+    transform = __call__
