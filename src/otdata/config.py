@@ -21,10 +21,21 @@ def wandb_offline() -> bool:
     return os.environ.get("WANDB_MODE", "offline") != "online"
 
 
+def user_cache_dir() -> str:
+    """The platform's user cache folder for otdata (e.g. ~/.cache/otdata on Linux)."""
+    try:
+        import platformdirs
+    except ImportError:  # pragma: no cover - platformdirs comes with wandb
+        return str(Path.home() / ".cache" / "otdata")
+    return platformdirs.user_cache_dir("otdata", appauthor=False)
+
+
 def register_resolvers() -> None:
     """Register `${otdata.*:}` resolvers (idempotent)."""
     if not OmegaConf.has_resolver("otdata.wandb_offline"):
         OmegaConf.register_new_resolver("otdata.wandb_offline", wandb_offline)
+    if not OmegaConf.has_resolver("otdata.user_cache_dir"):
+        OmegaConf.register_new_resolver("otdata.user_cache_dir", user_cache_dir)
 
 
 def register_schemas() -> None:
