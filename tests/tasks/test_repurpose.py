@@ -4,7 +4,8 @@ The source ("KMNIST" files) is a class-permuted, brightened copy of the target (
 shows the picture of MNIST class perm[c]. So the frozen MNIST classifier is wrong on raw data under
 the identity protocol, right under the discovered correspondence (c → perm[c]), and right after the
 flow under both protocols (the flow pushes class c onto c, or onto perm[c]); unseen test samples moved
-by the extension follow.
+by the learned map and by the k-NN extension follow, and the from-scratch baseline is trained on the
+very sample the flow used.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import pytest
 import torch
 from otdata import plots
+from otdata.flows import FlowResult
+from otdata.tasks import repurpose
 from otdata.tasks.repurpose import log_results, run
 from tests.fixtures import compose_config, write_emnist_letters, write_mnist_like
 
@@ -31,18 +34,30 @@ def known_answer_root(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path):
+def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path, monkeypatch):
+    seen = []  # what the from-scratch baseline was trained on
+
+    def spy(cfg, X, y, num_classes, image_shape):
+        seen.append((X.clone(), y.clone(), num_classes))
+        return train_from_scratch(cfg, X, y, num_classes, image_shape)
+
+    train_from_scratch = repurpose.train_from_scratch
+    monkeypatch.setattr(repurpose, "train_from_scratch", spy)
     cfg = compose_config([
         "experiment=repurpose", f"paths.data_dir={known_answer_root}",
         f"paths.cache_dir={tmp_path / 'cache'}", "task.sources=[kmnist,emnist,fashion_mnist]",
         "task.n_flow=200", "task.n_target=300", "task.n_test=100", "flow.steps=20",
         "flow.progress=false", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-        "logger=csv",
+        "logger=csv", "task.learned_map.epochs=20", "task.learned_map.batch_size=16",
+        "task.baseline.epochs=5",
     ], output_dir=tmp_path / "run")
     result = run(cfg)
 
     rows = {r["dataset"]: r for r in csv.DictReader(open(tmp_path / "run" / "repurpose.csv"))}
-    assert (tmp_path / "run" / "repurpose.md").read_text().count("\n") == 2 + 4
+    table = (tmp_path / "run" / "repurpose.md").read_text()
+    assert table.startswith("| dataset | paper: before | paper: after | raw | flowed |")
+    assert "from scratch" in table and "matching" not in table  # the paper's protocol only
+    assert "→" in (tmp_path / "run" / "repurpose_correspondence.md").read_text()
     assert set(rows) == {"MNIST", "KMNIST", "EMNIST", "fashion_mnist"}
     assert "skipped" in rows["fashion_mnist"]["status"]  # no files in this root: skipped, not fatal
     assert float(rows["MNIST"]["raw_identity"]) > 95
@@ -55,6 +70,16 @@ def test_repurpose_protocols_and_out_of_sample(known_answer_root, tmp_path):
     assert matched == [str(t) for t in PERM]
     assert k["flowed_identity"] > 90 and k["flowed_correspondence"] > 90
     assert k["out_of_sample_identity"] > 80 and k["out_of_sample_correspondence"] > 80
+    assert k["out_of_sample_knn_identity"] > 80 and k["out_of_sample_knn_correspondence"] > 80
+    # the baseline: the classifier's architecture trained on exactly the flowed, labeled sample
+    flow = FlowResult.load(tmp_path / "run" / "KMNIST" / "identity" / "flow.pt")
+    X, y, num_classes = seen[0]
+    assert torch.equal(X, flow.X0) and torch.equal(y, flow.y) and num_classes == 10
+    assert seen[1][2] == 26  # EMNIST: its own 26 letters
+    assert 0 <= k["baseline_from_scratch"] <= 100 and k["baseline_from_scratch_correspondence"] > 0
+    decimals = [v.split(".")[1] for v in rows["KMNIST"].values() if v.replace(".", "", 1).isdigit()
+                and "." in v]
+    assert decimals and all(len(d) <= 2 for d in decimals)  # rounded to two decimals
     assert (tmp_path / "run" / "KMNIST" / "before_after_identity.png").stat().st_size > 0
 
     # 26 letters, 10 digits: under the identity protocol only letters a..j can ever be right
@@ -82,3 +107,13 @@ def test_wandb_logger_records_table_and_figures_offline(tmp_path, monkeypatch):
     assert table["columns"] == ["dataset", "raw_identity", "flowed_identity"]
     assert table["data"] == [["USPS", 80.0, 99.5]]
     assert list(runs[0].glob("files/media/images/before_after_*.png"))
+
+
+@pytest.mark.parametrize("overrides", [["experiment=repurpose"], ["task=distance"], ["task=train"]])
+def test_one_download_switch_reaches_every_dataset(overrides):
+    from otdata.tasks.common import source_config
+
+    cfg = compose_config([*overrides, "download=true"])
+    assert cfg.data.download is True and cfg.source.download is True and cfg.target.download is True
+    assert source_config(cfg, "emnist").source.download is True  # the experiment's own sources
+    assert compose_config(overrides).target.download is False
