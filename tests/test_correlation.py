@@ -116,3 +116,28 @@ def test_bootstrap_over_seeds_spans_the_per_seed_correlations():
     same = bootstrap_seeds(x, [[4.0, 1.0, 3.0, 2.0]] * 3, n_boot=50)
     r = stats.pearsonr(x, [4.0, 1.0, 3.0, 2.0])[0]
     assert same["pearson"] == pytest.approx([r, r]) and same["n_seeds"] == 3
+
+
+def test_unordered_pairs_permute_as_sets():
+    names = list("ABCD")
+    pairs = list(itertools.combinations(names, 2))     # 6 unordered pairs, all 24 relabellings valid
+    x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.5]
+    result = permutation_test(pairs, x, [-v for v in x], "pearson", "less", unordered=True)
+    assert result["n_permutations"] == 24 and result["p_value"] == pytest.approx(1 / 24)
+
+
+def test_pair_variance_splits_source_target_and_direction():
+    from otdata.correlation import pair_variance
+
+    names = list("ABCD")
+    pairs = ordered_pairs(names)
+    effect = {"A": 3.0, "B": -1.0, "C": 0.5, "D": -2.5}
+    only_source = pair_variance(pairs, [effect[s] for s, _ in pairs])
+    assert only_source["source"] == pytest.approx(1.0) and only_source["additive"] == pytest.approx(1.0)
+    # y(s,t) = a(s) - a(t) flips sign with the direction: all of it is antisymmetric
+    flips = pair_variance(pairs, [effect[s] - effect[t] for s, t in pairs])
+    assert flips["antisymmetric"] == pytest.approx(1.0) and flips["additive"] == pytest.approx(1.0)
+    # a symmetric y (a function of the unordered pair) has no antisymmetric part
+    rng = np.random.default_rng(0)
+    sym = {frozenset(p): v for p, v in zip(itertools.combinations(names, 2), rng.random(6))}
+    assert pair_variance(pairs, [sym[frozenset(p)] for p in pairs])["antisymmetric"] == pytest.approx(0.0)

@@ -82,7 +82,7 @@ def _statistic(x: np.ndarray, y: np.ndarray, method: str) -> float:
 
 def permutation_test(pairs: Sequence[tuple[str, str]], x: Sequence[float], y: Sequence[float],
                      method: str = "spearman", alternative: str = "two-sided",
-                     n_permutations: int = 10_000, seed: int = 0) -> dict:
+                     n_permutations: int = 10_000, seed: int = 0, unordered: bool = False) -> dict:
     """Mantel-style test of the correlation between `x` and `y` over dataset pairs.
 
     `pairs[i] = (source, target)` names the datasets of observation `i`. Under the null hypothesis
@@ -96,10 +96,12 @@ def permutation_test(pairs: Sequence[tuple[str, str]], x: Sequence[float], y: Se
     as the observed one (the identity counts, so p >= 1 / #permutations).
 
     `alternative`: "two-sided" (|r|), "less" (the papers' hypothesis: distance and gain go in
-    opposite directions) or "greater". Returns `{"statistic", "p_value", "n_permutations", "exact",
+    opposite directions) or "greater". `unordered`: the pairs are sets ({s, t} = {t, s}), e.g. values
+    averaged over both directions. Returns `{"statistic", "p_value", "n_permutations", "exact",
     "n_datasets", "method", "alternative"}`.
     """
-    keys = [(str(s), str(t)) for s, t in pairs]
+    canon = (lambda s, t: tuple(sorted((s, t)))) if unordered else (lambda s, t: (s, t))
+    keys = [canon(str(s), str(t)) for s, t in pairs]
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if not (len(keys) == len(x) == len(y)):
         raise ValueError(f"pairs, x and y differ in length: {len(keys)}, {len(x)}, {len(y)}")
@@ -129,7 +131,7 @@ def permutation_test(pairs: Sequence[tuple[str, str]], x: Sequence[float], y: Se
     used = hits = 0
     for perm in perms:
         image = {names[i]: names[j] for i, j in enumerate(perm)}
-        index = [where.get((image[s], image[t])) for s, t in keys]
+        index = [where.get(canon(image[s], image[t])) for s, t in keys]
         if any(i is None for i in index):
             continue  # this relabelling leaves the observed design: not a null draw
         used += 1
@@ -173,3 +175,34 @@ def bootstrap_seeds(x: Sequence[float], y_by_seed: Sequence[Sequence[float]], n_
         else:
             out[method] = [math.nan, math.nan]
     return out
+
+
+def pair_variance(pairs: Sequence[tuple[str, str]], y: Sequence[float]) -> dict:
+    """How much of an outcome over ordered dataset pairs a distance between the two datasets could
+    explain at all: shares of its variance (sum of squares about the mean) that are
+
+    - `source`, `target`: explained by the source alone / the target alone (one mean per dataset);
+    - `additive`: by a source effect plus a target effect (least squares);
+    - `antisymmetric`: the part `(y(s,t) - y(t,s)) / 2` that flips sign with the direction, which
+      no symmetric distance (the OTDD is one) can follow (pairs seen in both directions only).
+    """
+    keys = [(str(s), str(t)) for s, t in pairs]
+    y = np.asarray(y, dtype=float)
+    total = float(((y - y.mean()) ** 2).sum())
+    names = sorted({n for pair in keys for n in pair})
+    col = {n: i for i, n in enumerate(names)}
+    S = np.zeros((len(keys), len(names)))
+    T = np.zeros((len(keys), len(names)))
+    for i, (s, t) in enumerate(keys):
+        S[i, col[s]] = 1.0
+        T[i, col[t]] = 1.0
+
+    def share(design: np.ndarray) -> float:
+        A = np.column_stack([np.ones(len(y)), design])
+        fit = A @ np.linalg.lstsq(A, y, rcond=None)[0]
+        return float(((fit - y.mean()) ** 2).sum() / total) if total > 0 else math.nan
+
+    where = {pair: i for i, pair in enumerate(keys)}
+    anti = [(y[i] - y[where[(t, s)]]) / 2 for i, (s, t) in enumerate(keys) if (t, s) in where]
+    return {"n": len(keys), "source": share(S), "target": share(T), "additive": share(np.hstack([S, T])),
+            "antisymmetric": float(np.sum(np.square(anti)) / total) if total > 0 else math.nan}

@@ -86,6 +86,7 @@ def test_run_on_tiny_images_writes_one_row_per_pair(partial_root, tmp_path):
     assert (out / "correlations.csv").is_file() and (out / "distances.png").stat().st_size > 0
     assert (out / "scatter_all.png").stat().st_size > 0
     assert "sliced" in (out / "transferability.csv").read_text().splitlines()[0]
+    assert set(record["variance"]["gain"]) == {"n", "source", "target", "additive", "antisymmetric"}
     assert sorted(p.name for p in (out / "pretrained").glob("*.ckpt")) == [
         "EMNIST.ckpt", "MNIST.ckpt", "USPS.ckpt"]  # each source pre-trained once
 

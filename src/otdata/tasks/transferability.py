@@ -14,9 +14,12 @@ For every (source, target) pair of `task.pairs` (or every ordered pair of `task.
      counts differ; `task.freeze` keeps some layers fixed), once from scratch;
   4. the transfer gain (fine-tuned − scratch target test accuracy, points) and the relative drop in
      test error (`error_drop`, % of the scratch error: the OTDD paper's measure), per seed and averaged.
-Then, for every distance column and both outcomes: Pearson and Spearman correlations with scipy's
+Then, for every distance column and both outcomes (per ordered pair, and averaged over the two
+directions of each unordered pair, "both ways"): Pearson and Spearman correlations with scipy's
 p-values, dataset-permutation p-values (`otdata.correlation.permutation_test`) and bootstrap
-intervals over seeds (`bootstrap_seeds`), and each distance's rank agreement with `otdd`.
+intervals over seeds (`bootstrap_seeds`), and each distance's rank agreement with `otdd`; and how
+the outcome's variance splits into source, target and direction parts (`pair_variance`): the part
+that flips with the direction is out of reach of any symmetric distance.
 
 Datasets are data configs (`conf/data/<name>.yaml`, loaded like the repurpose task's sources) or
 sub-tasks named in `task.subsets` (some classes / a disjoint part of a data config's split, see
@@ -51,7 +54,7 @@ from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from otdata import plots
-from otdata.correlation import bootstrap_seeds, correlate, describe, permutation_test
+from otdata.correlation import bootstrap_seeds, correlate, describe, pair_variance, permutation_test
 from otdata.data import DataFileError
 from otdata.distance import distance_matrix
 from otdata.models import Classifier
@@ -380,6 +383,9 @@ def pair_statistics(rows: list[dict], runs: list[dict], distance_keys: list[str]
     for run in runs:
         by_seed.setdefault(run["seed"], {})[run["pair"]] = run
     complete = [s for s, got in sorted(by_seed.items()) if all(r["pair"] in got for r in done)]
+    # pairs seen in both directions, for the direction-averaged outcome ("both ways")
+    index = {(r["source"], r["target"]): i for i, r in enumerate(done)}
+    both = [(s, t) for s, t in pairs if s < t and (t, s) in index]
     out = []
     for key in distance_keys:
         if not done or any(key not in r for r in done):
@@ -389,21 +395,28 @@ def pair_statistics(rows: list[dict], runs: list[dict], distance_keys: list[str]
         main = {frozenset(p): r["otdd"] for p, r in zip(pairs, done)}
         agree = correlate([main[k] for k in unordered], list(unordered.values()))
         for outcome in OUTCOMES:
-            y = [r[outcome] for r in done]
-            c = correlate(x, y)
-            entry = {"distance": key, "outcome": outcome, **{k: c[k] for k in
-                     ("n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")}}
-            if c["n"] >= 3 and math.isfinite(c["pearson_r"]):
-                for method in ("pearson", "spearman"):
-                    for alt, tag in (("two-sided", ""), ("less", "_less")):
-                        test = permutation_test(pairs, x, y, method=method, alternative=alt)
-                        entry[f"{method}_perm_p{tag}"] = test["p_value"]
-                    entry["n_permutations"] = test["n_permutations"]
-                if len(complete) > 1:
-                    ci = bootstrap_seeds(x, [[by_seed[s][r["pair"]][outcome] for r in done] for s in complete])
-                    entry["pearson_ci"], entry["spearman_ci"] = ci["pearson"], ci["spearman"]
-            entry["rank_vs_otdd"] = agree["spearman_rho"]
-            out.append(entry)
+            per_seed = [[by_seed[s][r["pair"]][outcome] for r in done] for s in complete]
+            variants = [(outcome, pairs, x, [r[outcome] for r in done], per_seed, False)]
+            if len(both) >= 3:
+                def fold(values):  # mean of the two directions of each unordered pair
+                    return [(values[index[(s, t)]] + values[index[(t, s)]]) / 2 for s, t in both]
+                variants.append((f"{outcome} (both ways)", both, fold(x), fold([r[outcome] for r in done]),
+                                 [fold(v) for v in per_seed], True))
+            for name, keys, xs, ys, seeds_y, sym in variants:
+                c = correlate(xs, ys)
+                entry = {"distance": key, "outcome": name, **{k: c[k] for k in
+                         ("n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")}}
+                if c["n"] >= 3 and math.isfinite(c["pearson_r"]):
+                    for method in ("pearson", "spearman"):
+                        for alt, tag in (("two-sided", ""), ("less", "_less")):
+                            test = permutation_test(keys, xs, ys, method=method, alternative=alt, unordered=sym)
+                            entry[f"{method}_perm_p{tag}"] = test["p_value"]
+                        entry["n_permutations"] = test["n_permutations"]
+                    if len(complete) > 1:
+                        ci = bootstrap_seeds(xs, seeds_y)
+                        entry["pearson_ci"], entry["spearman_ci"] = ci["pearson"], ci["spearman"]
+                entry["rank_vs_otdd"] = agree["spearman_rho"]
+                out.append(entry)
     return out
 
 
@@ -547,8 +560,13 @@ def finish(out: Path, rows, runs, timings, datasets, settings, seconds, outcome)
         log.info("dataset-permutation p: Pearson %.3f, Spearman %.3f (%d relabellings)",
                  main["pearson_perm_p"], main["spearman_perm_p"], main["n_permutations"])
     figures(rows, stats, out, outcome)
+    variance = {o: pair_variance([(r["source"], r["target"]) for r in done], [r[o] for r in done])
+                for o in OUTCOMES} if done else {}
+    for o, v in variance.items():
+        log.info("%s variance: source %.2f, target %.2f, source + target %.2f, direction (antisymmetric) %.2f",
+                 o, v["source"], v["target"], v["additive"], v["antisymmetric"])
     record = {"rows": rows, "runs": runs, "correlation": correlation, "outcome": outcome,
-              "statistics": stats, "timings": timings, "paper_spearman": PAPER_SPEARMAN,
+              "statistics": stats, "variance": variance, "timings": timings, "paper_spearman": PAPER_SPEARMAN,
               "datasets": datasets, "seconds": seconds, "settings": settings}
     (out / "transferability.json").write_text(json.dumps(record, indent=2, default=str))
     log.info("Results (%.0f s): %s", seconds, out / "transferability.md")
