@@ -228,8 +228,11 @@ class FixedTargetOTDD:
 
     def _solve(self, b, cost, eps, which, **kw):
         init = self._warm_init(cost.n, which)
+        settings = dict(self.solve_kwargs)
+        if init is not None:
+            settings["tol"] = self.dd.solver.warm_tol
         return sinkhorn(None, b if which == "xy" else None, cost, eps, init=init, eps_scaling=init is None,
-                        symmetric=which == "xx", **kw, **self.solve_kwargs)
+                        symmetric=which == "xx", **kw, **settings)
 
     def _remember(self, xy, xx):
         if self.warm_start:
