@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, replace
 #: solver keeps the cost and its kernel: twice this).
 DEFAULT_MAX_DENSE_BYTES = 1024**3
 
-BACKENDS = ("auto", "dense", "online")
+BACKENDS = ("auto", "dense", "online", "sparse")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class SinkhornConfig:
             by itself when the marginal error grows). 1.8 needed the fewest iterations at relative
             epsilon <= 0.03 (USPS/MNIST: 977 vs 1514 at 1.5 for 1e-3; flows: 130-320 vs 250-600).
         backend: ``"auto"`` | ``"dense"`` (stored kernel, mat-vecs) | ``"online"`` (log domain,
-            cost blocks recomputed: memory O(n + m)).
+            cost blocks recomputed: memory O(n + m)) | ``"sparse"`` (truncated kernel certified on
+            the full cost, :mod:`otdata.ot.sparse`; what ``"auto"`` picks for point clouds too big
+            to store when no gradient is needed).
         max_dense_bytes: ``"auto"`` stores the cost up to this size.
         strict: raise :class:`~otdata.ot.ConvergenceError` instead of warning when a solve does
             not converge.

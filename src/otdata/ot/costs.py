@@ -163,6 +163,12 @@ class PointCloudCost(Cost):
             d.add_(wb, alpha=self.lambda_y)
         return d
 
+    def subset(self, rows: Tensor | None, cols: Tensor | None) -> "PointCloudCost":
+        """The cost between the rows ``rows`` of ``x`` and ``cols`` of ``y`` (``None``: all)."""
+        x, lx = (self.x, self.lx) if rows is None else (self.x[rows], None if self.lx is None else self.lx[rows])
+        y, ly = (self.y, self.ly) if cols is None else (self.y[cols], None if self.ly is None else self.ly[cols])
+        return PointCloudCost(x, y, self.p, self.lambda_x, self.W, lx, ly, self.lambda_y)
+
     def mean_value(self, a: Tensor, b: Tensor) -> float:
         if self.p != 2:
             return super().mean_value(a, b)

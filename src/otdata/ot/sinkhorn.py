@@ -512,13 +512,14 @@ def sinkhorn(
                                                               tol, symmetric, True)
                 it += it2
         elif engine.backend == "sparse":
-            f, g, it, err, converged, tc_known, nnz = solve_sparse(cost, a, b, epsilon, symmetric, max_iter, tol,
-                                                                   block_elements)
-            if not converged:  # support too small: continue in the log domain on the full cost
-                escalated, tc_known = True, None
-                f, g, it2, err, converged = _solve_online(engine, f, g, a, b, loga, logb, [epsilon], max_iter, tol,
-                                                          symmetric, True)
-                it += it2
+            with single_thread(single):
+                f, g, it, err, converged, tc_known, _ = solve_sparse(cost, a, b, epsilon, symmetric, max_iter, tol,
+                                                                     block_elements, overrelax)
+                if not converged:  # support too small: the log-domain solver on the full cost, from scratch
+                    escalated, tc_known = True, None
+                    f, g, it2, err, converged = _solve_online(engine, f0, g0, a, b, loga, logb, schedule, max_iter,
+                                                              tol, symmetric, init is not None)
+                    it += it2
         else:
             with single_thread(single):
                 f, g, it, err, converged = _solve_online(engine, f0, g0, a, b, loga, logb, schedule, max_iter, tol,
