@@ -545,13 +545,24 @@ def columns(distances) -> list[str]:
              "seeds", "seconds", "status"])
 
 
+def rounded(entry: dict) -> dict:
+    """A statistics row for reading: coefficients to 2 decimals, p-values to 2 significant digits."""
+    def fmt(key, value):
+        if isinstance(value, list):
+            return "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
+        if isinstance(value, float) and math.isfinite(value):
+            return f"{value:.2g}" if "_p" in key else f"{value:.2f}"
+        return value
+    return {k: fmt(k, v) for k, v in entry.items()}
+
+
 def finish(out: Path, rows, runs, timings, datasets, settings, seconds, outcome) -> dict:
     """Statistics, tables, figures and the JSON record of a run (or of collected runs)."""
     write_table(rows, out / "transferability", columns(timings or {"otdd": None}))
     stats = pair_statistics(rows, runs, list(timings or ["otdd"]))
     for s in stats:
         s["seconds_per_pair"] = (timings.get(s["distance"]) or {}).get("seconds_per_pair")
-    write_table(stats, out / "correlations", STAT_COLUMNS)
+    write_table([rounded(s) for s in stats], out / "correlations", STAT_COLUMNS)
     main = next((s for s in stats if s["distance"] == "otdd" and s["outcome"] == outcome), None)
     done = [r for r in rows if r.get("status") == "ok"]
     correlation = correlate([r["otdd"] for r in done], [r[outcome] for r in done])
