@@ -9,7 +9,8 @@ iteration:
 1. **coarse potentials**: the same problem on a random subsample of rows and columns (dense,
    a few thousand points), extended to every point by one c-transform;
 2. **support**: one pass keeps, for each row, its ``k`` entries of largest ``(f_i + g_j - C_ij)``
-   and every entry within ``threshold`` epsilons of the potentials' bound (the columns' mass);
+   and every entry within ``threshold`` epsilons of the potentials' bound (the columns' mass), at
+   most ``2 k`` per row (12 bytes each);
 3. **iterations** on that support (warm-started scaling iterations with sparse matrix-vector
    products, ``O(nnz)`` each, the scalings absorbed into the potentials as in the dense solver);
 4. **certificate**: one pass evaluates both marginals of the plan on the *full* cost, the exact
@@ -43,18 +44,21 @@ class SparseSupport:
 
     def __init__(self, rows: Tensor, cols: Tensor, vals: Tensor, n: int, m: int, symmetric: bool = False):
         if symmetric:  # the union with the transposed edges, each edge once
-            key, first = torch.unique(torch.cat([rows * m + cols, cols * m + rows]), return_inverse=True)
+            r64, c64 = rows.long(), cols.long()
+            key, first = torch.unique(torch.cat([r64 * m + c64, c64 * m + r64]), return_inverse=True)
+            del r64, c64
             v = torch.empty(key.numel(), dtype=vals.dtype, device=vals.device)
             v[first] = torch.cat([vals, vals])
-            rows, cols, vals = key // m, key % m, v
+            rows, cols, vals = (key // m).to(torch.int32), (key % m).to(torch.int32), v
+        # int32 indices (CSR accepts them): 12 bytes per kept entry
         self.rows, self.cols, self.vals, self.n, self.m = rows, cols, vals, n, m
         self.symmetric = symmetric
-        self.crow = torch.zeros(n + 1, dtype=torch.int64, device=rows.device)
+        self.crow = torch.zeros(n + 1, dtype=torch.int32, device=rows.device)
         self.crow[1:] = torch.bincount(rows, minlength=n).cumsum(0)
-        self.perm = torch.argsort(cols, stable=True)
-        self.ccol = torch.zeros(m + 1, dtype=torch.int64, device=rows.device)
+        self.perm = None if symmetric else torch.argsort(cols, stable=True)
+        self.ccol = torch.zeros(m + 1, dtype=torch.int32, device=rows.device)
         self.ccol[1:] = torch.bincount(cols, minlength=m).cumsum(0)
-        self.rows_t = rows[self.perm]
+        self.rows_t = None if symmetric else rows[self.perm]
 
     @property
     def nnz(self) -> int:
@@ -64,7 +68,8 @@ class SparseSupport:
         """``K_ij = exp((f_i + g_j - C_ij) / eps)`` on the support, each row's maximum shifted to 1
         (the shift moved into ``f``), as CSR matrices ``K`` and ``K^T``; returns ``K, K^T, f, u0``."""
         T = (f[self.rows] + g[self.cols] - self.vals).div_(eps)
-        s = torch.full((self.n,), -math.inf, dtype=T.dtype, device=T.device).scatter_reduce(0, self.rows, T, "amax")
+        s = torch.full((self.n,), -math.inf, dtype=T.dtype, device=T.device).scatter_reduce(
+            0, self.rows.long(), T, "amax")
         s = torch.where(torch.isfinite(s), s, torch.zeros_like(s))
         if self.symmetric:  # half the shift on each side keeps K symmetric
             s = 0.5 * s
@@ -117,15 +122,15 @@ def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: in
         for i0, i1, Cb in _blocks(cost, block_elements):
             S = (f[i0:i1].unsqueeze(1) + g.unsqueeze(0) - Cb).div_(eps)
             keep = S > -threshold
-            if int(keep.sum()) > 8 * k * (i1 - i0):  # loose potentials: bound the memory
+            if int(keep.sum()) > 2 * k * (i1 - i0):  # loose potentials: bound the memory
                 keep.zero_()
-                keep.scatter_(1, S.topk(min(8 * k, cost.m), dim=1).indices, True)
+                keep.scatter_(1, S.topk(min(2 * k, cost.m), dim=1).indices, True)
             else:
                 keep.scatter_(1, S.topk(k, dim=1).indices, True)
             r, c = keep.nonzero(as_tuple=True)
-            rows.append(r + i0)
-            cols.append(c)
             vals.append(Cb[r, c])
+            rows.append((r + i0).to(torch.int32))
+            cols.append(c.to(torch.int32))
     return SparseSupport(torch.cat(rows), torch.cat(cols), torch.cat(vals), cost.n, cost.m, symmetric)
 
 
