@@ -119,6 +119,9 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
         "correspondence": found,
     }
     learned = cfg.task.extension == "learned"
+    unknown = set(cfg.task.get("protocols") or PROTOCOLS) - set(PROTOCOLS)
+    if unknown:
+        raise ValueError(f"task.protocols: unknown {sorted(unknown)}; use {list(PROTOCOLS)}")
     if cfg.task.extension not in ("learned", "knn"):
         raise ValueError(f"task.extension must be 'learned' or 'knn', got {cfg.task.extension!r}")
 
@@ -131,7 +134,7 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
     raw_pred = classifier.predict(Xs)
     folder = out / source.name
     flows: dict[tuple, tuple] = {}  # one flow (and one learned map) per distinct correspondence
-    for protocol in PROTOCOLS:
+    for protocol in cfg.task.get("protocols") or PROTOCOLS:
         corr = targets[protocol]
         key = tuple(sorted(flow_targets[protocol].items()))
         if key not in flows:
@@ -170,10 +173,11 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
                correspondence=" ".join(f"{source.class_names[c]}→{t}" for c, t in found.items()),
                **{f"{k}_seconds": v for k, v in seconds.items()},
                seconds=time.perf_counter() - start, peak_memory_gb=peak_memory_gb())
-    log.info("%s done in %.0f s: flowed %.2f%%, out-of-sample %.2f%% (k-NN %.2f%%), baseline "
-             "%.2f%% (identity protocol)", source.name, row["seconds"], row["flowed_identity"],
-             row["out_of_sample_identity"], row["out_of_sample_knn_identity"],
-             row["baseline_from_scratch"])
+    for protocol in cfg.task.get("protocols") or PROTOCOLS:
+        log.info("%s (%s protocol): flowed %.2f%%, out-of-sample %.2f%% (k-NN %.2f%%), from scratch "
+                 "%.2f%%", source.name, protocol, row[f"flowed_{protocol}"],
+                 row[f"out_of_sample_{protocol}"], row[f"out_of_sample_knn_{protocol}"],
+                 row[BASELINE[protocol]])
     return row
 
 
