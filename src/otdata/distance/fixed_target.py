@@ -151,8 +151,8 @@ class FixedTargetOTDD:
                 with torch.no_grad():
                     cost = PointCloudCost(self.Xt, self.Xt, self.p, self.lambda_x, self.W_tt.to(self.Xt.dtype),
                                           self.tyi, self.tyi, self.lambda_y)
-                    yy = sinkhorn(b, b, cost, eps, symmetric=True, differentiable=False,
-                                  **self.solve_kwargs).loss.detach()
+                    yy = sinkhorn(b, b, cost, eps, symmetric=True, differentiable=False, transport_cost=False,
+                                  **self.solve_kwargs).entropic
             self._weights[key] = (b, yy)
         return self._weights[key]
 
@@ -319,14 +319,14 @@ class FixedTargetOTDD:
         b, yy = self.target_measure(state, eps)
         with torch.no_grad():
             c_xy = self._cost_from_gram(G_xy, x2, y2, W_st, state.yi, self.tyi)
-            xy = self._solve(b, MatrixCost(c_xy), eps, "xy", differentiable=False)
+            xy = self._solve(b, MatrixCost(c_xy), eps, "xy", differentiable=False, transport_cost=False)
             P_xy = self._plan(c_xy, xy)
             value = xy.entropic
             coef = P_xy.sum(1)
             xx = None
             if self.debiased:
                 c_xx = self._cost_from_gram(G_xx, x2, x2, W_ss, state.yi, state.yi)
-                xx = self._solve(None, MatrixCost(c_xx), eps, "xx", differentiable=False)
+                xx = self._solve(None, MatrixCost(c_xx), eps, "xx", differentiable=False, transport_cost=False)
                 P_xx = self._plan(c_xx, xx)
                 S_xx = P_xx + P_xx.T
                 coef = coef - 0.5 * S_xx.sum(1)

@@ -441,6 +441,7 @@ def sinkhorn(
     level_iter: int = 1,
     overrelax: float = SinkhornConfig.overrelax,
     strict: bool = SinkhornConfig.strict,
+    transport_cost: bool = True,
 ) -> SinkhornResult:
     """Entropic OT between weights ``a`` (n,) and ``b`` (m,) for the ground cost ``cost``.
 
@@ -465,6 +466,10 @@ def sinkhorn(
     :class:`ConvergenceWarning` names epsilon, the iterations, the marginal error and the fixes;
     ``strict=True`` raises :class:`ConvergenceError` instead. A cost that is not finite is refused
     at once.
+
+    ``transport_cost=False`` skips the final pass over the coupling (``transport_cost`` is then NaN
+    and ``loss`` carries no gradient): for callers that only need the potentials and the entropic
+    value, such as a flow step that writes its gradient out from the plan itself.
 
     Non-symmetric potentials are returned in the gauge ``<a, f> = <b, g>`` (``f + c, g - c`` is
     the same solution for any ``c``). Returns a :class:`SinkhornResult`.
@@ -535,7 +540,9 @@ def sinkhorn(
         if strict:
             raise ConvergenceError(msg)
         warnings.warn(msg, ConvergenceWarning, stacklevel=2)
-    if tc_known is not None and not (differentiable and torch.is_grad_enabled() and cost.requires_grad):
+    if not transport_cost:
+        tc = torch.tensor(float("nan"), dtype=cost.dtype, device=cost.device)
+    elif tc_known is not None and not (differentiable and torch.is_grad_enabled() and cost.requires_grad):
         tc = torch.tensor(tc_known, dtype=cost.dtype, device=cost.device)  # from the certificate pass
     else:
         with single_thread(n * m <= SINGLE_THREAD_ELEMENTS):
