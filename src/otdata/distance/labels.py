@@ -89,6 +89,8 @@ def _pad_groups(groups: list[Tensor]) -> tuple[Tensor, Tensor]:
 def _batched_pairs(g1, g2, pi, pj, p, max_iter, chunk_elements) -> Tensor:
     A, wa = _pad_groups(g1)
     B, wb = _pad_groups(g2)
+    if not (A.requires_grad or B.requires_grad):  # float32 kernels: half the traffic, same values (<< 1 %)
+        A, wa, B, wb = A.float(), wa.float(), B.float(), wb.float()
     a2, b2 = (A * A).sum(-1), (B * B).sum(-1)
     step = max(1, chunk_elements // (A.shape[1] * B.shape[1]))
     vals, worst, converged = [], 0.0, True
