@@ -454,7 +454,7 @@ def figures(rows: list[dict], stats: list[dict], out: Path, outcome: str) -> Non
             return key
         text = f"Pearson r = {s['pearson_r']:.2f}, Spearman ρ = {s['spearman_rho']:.2f} (n = {s['n']})"
         if "spearman_perm_p" in s:
-            text += f"\\ndataset-permutation p: Pearson {s['pearson_perm_p']:.3f}, Spearman {s['spearman_perm_p']:.3f}"
+            text += f"\ndataset-permutation p: Pearson {s['pearson_perm_p']:.3f}, Spearman {s['spearman_perm_p']:.3f}"
         return text
 
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -466,7 +466,7 @@ def figures(rows: list[dict], stats: list[dict], out: Path, outcome: str) -> Non
         fig, axes = plt.subplots((len(keys) + cols - 1) // cols, cols, figsize=(5 * cols, 3.8 * ((len(keys) + cols - 1) // cols)),
                                  squeeze=False)
         for ax, key in zip(axes.flat, keys):
-            scatter(done, key, outcome, ax, f"{key}\\n{title(key)}")
+            scatter(done, key, outcome, ax, f"{key}\n{title(key)}")
         for ax in list(axes.flat)[len(keys):]:
             ax.axis("off")
         fig.tight_layout()
