@@ -77,7 +77,7 @@ def main():
 
     def row(kernel, seconds, amount, unit, peak, peak_name):
         rate = amount / seconds
-        rows.append(f"| {kernel} | {seconds * 1e3:.1f} | {rate:.1f} {unit} | {peak:.1f} {unit} ({peak_name}) | "
+        rows.append(f"| {kernel} | {seconds * 1e3:.1f} | {rate:.3g} {unit} | {peak:.3g} {unit} ({peak_name}) | "
                     f"{100 * rate / peak:.0f} % |")
         print(rows[-1], flush=True)
 
