@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from otdata.distance import tensor_digest
 from otdata.rng import rng_state, set_rng_state
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state",
@@ -155,26 +156,14 @@ def load_checkpoint(path: str | Path) -> dict:
 
 # -- fingerprint --------------------------------------------------------------------------------
 
-def _digest(*tensors: torch.Tensor | None) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        if t is None:
-            h.update(b"none")
-            continue
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def fingerprint(source_X: torch.Tensor, source_y: torch.Tensor, target_X: torch.Tensor,
                 target_y: torch.Tensor, config: Mapping) -> dict:
     """Digests (sha256 of dtype, shape and bytes) of the source and target datasets and of
     ``config`` (plain settings), plus their shapes and the config itself for error messages."""
     config = json.loads(json.dumps(dict(config), sort_keys=True, default=str))
     return {
-        "source": _digest(source_X, source_y), "source_shape": list(source_X.shape),
-        "target": _digest(target_X, target_y), "target_shape": list(target_X.shape),
+        "source": tensor_digest(source_X, source_y), "source_shape": list(source_X.shape),
+        "target": tensor_digest(target_X, target_y), "target_shape": list(target_X.shape),
         "config": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
         "settings": config,
     }
