@@ -117,3 +117,24 @@ def test_one_download_switch_reaches_every_dataset(overrides):
     assert cfg.data.download is True and cfg.source.download is True and cfg.target.download is True
     assert source_config(cfg, "emnist").source.download is True  # the experiment's own sources
     assert compose_config(overrides).target.download is False
+
+
+def test_cache_defaults_to_the_user_cache_folder(monkeypatch, tmp_path):
+    """Cached classifiers are found from any working folder: OTDATA_CACHE_DIR, else the platform's
+    user cache folder (never a folder relative to where the command runs)."""
+    from otdata.config import user_cache_dir
+
+    monkeypatch.delenv("OTDATA_CACHE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    default = compose_config(["experiment=repurpose"], output_dir=tmp_path).paths.cache_dir
+    assert default == user_cache_dir() and default.endswith("otdata") and default.startswith("/")
+    monkeypatch.setenv("OTDATA_CACHE_DIR", str(tmp_path / "c"))
+    cfg = compose_config(["experiment=repurpose"], output_dir=tmp_path)
+    assert cfg.paths.cache_dir == str(tmp_path / "c")
+    assert repurpose.classifier_checkpoint(cfg).parent == tmp_path / "c" / "classifiers"
+    # the classifier's cache key ignores display settings and the run's seed (one frozen model)
+    keys = {repurpose.classifier_checkpoint(compose_config(["experiment=repurpose", *o], output_dir=tmp_path)).name
+            for o in ([], ["trainer.enable_progress_bar=false"], ["seed=3"])}
+    assert len(keys) == 1
+    assert repurpose.classifier_checkpoint(
+        compose_config(["experiment=repurpose", "trainer.max_epochs=1"], output_dir=tmp_path)).name not in keys
