@@ -107,7 +107,7 @@ def test_test_split_alone_and_missing_train(tmp_path, tiny_bert):
     message = str(info.value)
     assert "AG News" in message and "train split is missing" in message
     assert str(root / "ag_news_csv" / "train.csv") in message
-    assert "paths.data_dir=" in message and "data.download=true" in message
+    assert "paths.data_dir=" in message and "`download=true`" in message
 
 
 def test_missing_folder_and_bad_split(tmp_path, tiny_bert):

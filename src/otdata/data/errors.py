@@ -20,8 +20,8 @@ class DataFileError(FileNotFoundError):
             "Fix it in one of two ways:\n"
             "  1. point at a folder that holds the files: `paths.data_dir=/path/to/data` "
             "(or set OTDATA_DATA_DIR);\n"
-            "  2. let otdata download them (needs internet): `data.download=true` "
-            "(for a source/target dataset: `source.download=true`)."
+            "  2. let otdata download them (needs internet): add `download=true` to the command "
+            "(it reaches every dataset of any task)."
         )
         self.dataset = dataset
         self.files = files
