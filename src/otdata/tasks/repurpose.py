@@ -166,8 +166,13 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
         images = {"source": result.X0, "flowed": result.X, "test": Xq, "test (k-NN)": knn}
         if learned:
             images["test (learned map)"] = moved
+        shown = 12  # image_rows' default per row: each image captioned with its class and the model's answer
+        captions = {name: plots.class_captions((ys if name in ("source", "flowed") else yq)[:shown],
+                                               source.class_names, classifier.predict(X[:shown]),
+                                               target_dm.class_names)
+                    for name, X in images.items()}
         plots.image_rows(images, folder / f"before_after_{protocol}.png", image_shape=image_shape,
-                         title=f"{source.name} → {target_dm.name} ({protocol} protocol)")
+                         title=f"{source.name} → {target_dm.name} ({protocol} protocol)", captions=captions)
     paper_before, paper_after = PAPER.get(source.name, (None, None))
     row.update(paper_before=paper_before, paper_after=paper_after,
                correspondence=" ".join(f"{source.class_names[c]}→{t}" for c, t in found.items()),
