@@ -98,7 +98,7 @@ def summary_row(result, source: str, target: str, n_target: int) -> dict:
 
 def flow_setting(config: dict, key: str):
     """A flow setting, wherever the flow's config keeps it (top level or its OTDD's settings)."""
-    for node in (config, config.get("distance"), config.get("distance_kwargs")):
+    for node in (config, config.get("distance")):
         if isinstance(node, dict) and node.get(key) is not None:
             return node[key]
     return None
