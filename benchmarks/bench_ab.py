@@ -6,8 +6,8 @@ alternation (before, after, before, after, ...), each in a fresh process with th
 seconds of each side and their ratio (after / before). CPU seconds (the child's user + system
 time) track the work done even when other jobs share the machine; wall time tracks the neighbours.
 
-    git worktree add /tmp/otdata-before <old commit>; git worktree add /tmp/otdata-after <new commit>
-    OTDATA_BEFORE=/tmp/otdata-before OTDATA_AFTER=/tmp/otdata-after \\
+    git worktree add ../otdata-before <old commit>; git worktree add ../otdata-after <new commit>
+    OTDATA_BEFORE=../otdata-before OTDATA_AFTER=../otdata-after \\
         python benchmarks/bench_ab.py --data-dir ../shared/data --repeats 3
 """
 

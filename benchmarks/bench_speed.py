@@ -2,9 +2,9 @@
 
 Usage::
 
-    git worktree add /tmp/otdata-before <commit>
-    python benchmarks/bench_speed.py --before-src /tmp/otdata-before/src --reps 3
-    python benchmarks/bench_speed.py --before-src /tmp/otdata-before/src --cases gaussian-2k,exact-2k
+    git worktree add ../otdata-before <commit>
+    python benchmarks/bench_speed.py --before-src ../otdata-before/src --reps 3
+    python benchmarks/bench_speed.py --before-src ../otdata-before/src --cases gaussian-2k,exact-2k
 
 Each measurement is a fresh process (``PYTHONPATH`` = the tree's ``src``) running one
 ``DatasetDistance`` call at its defaults on MNIST train vs USPS train (resized to 28 x 28); runs
