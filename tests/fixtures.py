@@ -107,3 +107,14 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None):
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+class Payload:
+    """A crafted pickle: unpickling it calls `open(marker, "w")`, so the marker file appears only
+    if the pickle ran (attack tests assert that it never does)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

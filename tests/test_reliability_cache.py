@@ -7,6 +7,7 @@ import torch
 
 from otdata.distance import DatasetDistance
 from otdata.distance.matrix import distance_matrix
+from tests.fixtures import Payload
 
 
 def _datasets():
@@ -17,14 +18,6 @@ def _datasets():
 
 def _dd():
     return DatasetDistance(label_distance="means", epsilon=1.0)
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "not_a_result", "crafted"])

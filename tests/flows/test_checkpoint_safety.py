@@ -10,20 +10,11 @@ from flowtoy import gaussians
 from otdata.flows import DatasetFlow
 from otdata.flows.checkpoint import (CheckpointError, CheckpointMismatchError, check_fingerprint,
                                      fingerprint, load_checkpoint, save_checkpoint)
+from tests.fixtures import Payload
 
 SRC = [[0.0, 0.0], [0.0, 3.0]]
 TGT = [[4.0, 0.0], [4.0, 3.0]]
 KW = dict(step_size=0.05, progress=False, seed=3, distance={"epsilon": 0.5, "relative": False})
-
-
-class Payload:
-    """Unpickling this calls `open(marker, "w")`: the file appears only if the pickle ran."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def _crafted(path, marker):

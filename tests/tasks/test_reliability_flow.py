@@ -17,12 +17,8 @@ BASE = ["task=flow", "data@source=usps", "data@target=mnist", "task.n_source=30"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_no_figures(monkeypatch):
+def _one_thread_no_figures(monkeypatch, one_thread):
     monkeypatch.setattr("otdata.tasks.flow.save_flow_figures", lambda *args, **kwargs: None)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _run(data_root, out, *extra):

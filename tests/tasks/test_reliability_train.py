@@ -14,18 +14,14 @@ from omegaconf import open_dict
 
 import otdata.tasks.train as train_task
 from otdata.config import CONFIG_DIR
+from tests.fixtures import Payload
 
 OVERRIDES = ["model.net.channels=[4,8]", "model.net.hidden=16", "trainer.max_epochs=3",
              "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
              "+trainer.enable_model_summary=false", "logger=none", "data.batch_size=16"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(data_root, out, *extra):
@@ -85,14 +81,6 @@ def test_resume_without_a_checkpoint_trains_from_the_start(data_root, tmp_path, 
     train_task.run(_cfg(data_root, tmp_path, "trainer.max_epochs=1", "task.resume=true"))
     assert "does not exist: training from the start" in caplog.text
     assert (tmp_path / "metrics.json").is_file()
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_crafted_last_ckpt_is_not_run_on_resume(data_root, tmp_path):
