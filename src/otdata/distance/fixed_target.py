@@ -206,9 +206,7 @@ class FixedTargetOTDD:
         if self.warm.epsilon is None:
             cost = PointCloudCost(X.detach(), self.Xt.to(X.dtype), self.p, self.lambda_x,
                                   W_st.detach().to(X.dtype), state.yi, self.tyi, self.lambda_y)
-            a = torch.full((X.shape[0],), 1.0 / X.shape[0], dtype=X.dtype, device=X.device)
-            b = torch.full((self.Xt.shape[0],), 1.0 / self.Xt.shape[0], dtype=X.dtype, device=X.device)
-            self.warm.epsilon = self.dd.solver.absolute_epsilon(cost.mean_value(a, b))
+            self.warm.epsilon = self.dd.solver.absolute_epsilon(cost.mean_value())
         return self.warm.epsilon
 
     def _warm_init(self, n: int, which: str):

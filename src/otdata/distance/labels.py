@@ -145,8 +145,7 @@ def exact_label_distances(
             if path == "emd":
                 out.append(emd2_differentiable(Cab))
                 continue
-            scale = MatrixCost(Cab).mean_value(torch.full((Cab.shape[0],), 1.0 / Cab.shape[0], dtype=Cab.dtype),
-                                               torch.full((Cab.shape[1],), 1.0 / Cab.shape[1], dtype=Cab.dtype))
+            scale = MatrixCost(Cab).mean_value()
             r = sinkhorn(None, None, Cab, solver.absolute_epsilon(scale or 1.0), **solver.solve_kwargs())
             out.append(r.transport_cost + (r.loss - r.loss.detach()))  # value <pi,C>, envelope gradient
         vals = torch.stack(out) if out else X1.new_zeros(0)

@@ -51,10 +51,6 @@ class LabeledCloud:
         return 0 if self.classes is None else int(self.classes.numel())
 
 
-def _uniform(n: int, cost) -> Tensor:
-    return torch.full((n,), 1.0 / n, dtype=cost.dtype, device=cost.device)
-
-
 def _to_tensor(a, name: str) -> Tensor:
     if isinstance(a, Tensor):
         return a
@@ -313,7 +309,7 @@ class DatasetDistance:
                                tgt.classes, tgt.class_names, tgt.stats, tgt.settings, tgt.cache)
         W = self.label_distances(src, tgt) if src.labels is not None else None
         cost = self._cost(src, tgt, W)
-        scale = cost.mean_value(_uniform(src.n, cost), _uniform(tgt.n, cost))
+        scale = cost.mean_value()
         if not math.isfinite(scale):
             check_cost(cost)  # raises the overflow error that names the fix
         eps = self.solver.absolute_epsilon(scale)

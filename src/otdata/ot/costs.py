@@ -46,9 +46,19 @@ class Cost:
         """An upper bound (or the value) of ``max C``; used to start epsilon-scaling."""
         raise NotImplementedError
 
-    def mean_value(self, a: Tensor, b: Tensor) -> float:
-        """``<a x b, C> = sum_ij a_i b_j C_ij``, the cost of the independent coupling: the scale
-        of a relative epsilon, and an upper bound of the transport cost of any entropic plan."""
+    def _weights(self, a: Tensor | None, b: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``a``, ``b`` as given, or uniform over the rows / columns."""
+        if a is None:
+            a = torch.full((self.n,), 1.0 / self.n, dtype=self.dtype, device=self.device)
+        if b is None:
+            b = torch.full((self.m,), 1.0 / self.m, dtype=self.dtype, device=self.device)
+        return a, b
+
+    def mean_value(self, a: Tensor | None = None, b: Tensor | None = None) -> float:
+        """``<a x b, C> = sum_ij a_i b_j C_ij`` (uniform weights by default), the cost of the
+        independent coupling: the scale of a relative epsilon, and an upper bound of the transport
+        cost of any entropic plan."""
+        a, b = self._weights(a, b)
         total = 0.0
         step = max(1, (1 << 24) // max(self.m, 1))
         with torch.no_grad():
@@ -88,7 +98,8 @@ class MatrixCost(Cost):
     def max_value(self) -> float:
         return float(self.C.detach().max()) if self.C.numel() else 0.0
 
-    def mean_value(self, a: Tensor, b: Tensor) -> float:
+    def mean_value(self, a: Tensor | None = None, b: Tensor | None = None) -> float:
+        a, b = self._weights(a, b)
         with torch.no_grad():
             return float(a.double() @ (self.C.detach().double() @ b.double()))
 
@@ -169,9 +180,10 @@ class PointCloudCost(Cost):
         y, ly = (self.y, self.ly) if cols is None else (self.y[cols], None if self.ly is None else self.ly[cols])
         return PointCloudCost(x, y, self.p, self.lambda_x, self.W, lx, ly, self.lambda_y)
 
-    def mean_value(self, a: Tensor, b: Tensor) -> float:
+    def mean_value(self, a: Tensor | None = None, b: Tensor | None = None) -> float:
         if self.p != 2:
             return super().mean_value(a, b)
+        a, b = self._weights(a, b)
         # closed form: E|x - y|^2 = E|x|^2 + E|y|^2 - 2 E[x].E[y] under the independent coupling
         with torch.no_grad():
             a64, b64 = a.double(), b.double()
