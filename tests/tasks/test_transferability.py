@@ -119,6 +119,18 @@ def test_one_job_per_pair_shares_caches_and_collects(partial_root, tmp_path):
     assert len(json.loads((tmp_path / "all" / "transferability.json").read_text())["runs"]) == 4
 
 
+def test_null_n_pretrain_pre_trains_on_the_whole_training_split(partial_root, tmp_path):
+    """task.n_pretrain=null: the source's whole training split (120 tiny MNIST items), not its pool
+    (task.n_pool=100); the pool, and so the distances and target samples, stay the same."""
+    common = [f"paths.data_dir={partial_root}", "task.pairs=[[mnist,usps]]", *FAST, "task.seeds=[0]",
+              "~task.compare.exact", "~task.compare.means", "~task.compare.sliced"]
+    pool = run(compose_experiment("transferability", common, tmp_path / "pool"))["rows"][0]
+    whole = run(compose_experiment("transferability", [*common, "task.n_pretrain=null"], tmp_path / "whole"))["rows"][0]
+    assert pool["n_pretrain"] == 80 and whole["n_pretrain"] == 120
+    assert whole["otdd"] == pool["otdd"] and whole["scratch_acc"] == pool["scratch_acc"]
+    assert whole["pretrain_seconds"] >= 0
+
+
 def test_strict_stops_on_missing_data(partial_root, tmp_path):
     cfg = compose_experiment("transferability", [
         f"paths.data_dir={partial_root}", "task.pairs=[[kmnist,mnist]]", "task.strict=true",

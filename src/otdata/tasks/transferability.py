@@ -8,7 +8,8 @@ For every (source, target) pair of `task.pairs` (or every ordered pair of `task.
      representation, and the `distance` group on each of `task.representations`
      (`otdd@<representation>` columns: input pixels, the papers' normalisation, per-dataset
      standardisation, or the penultimate features of one frozen pre-trained network);
-  2. a classifier pre-trained on a source subsample (once per source and settings, cached);
+  2. a classifier pre-trained on a source subsample of the pool (`task.n_pretrain` items), or on the
+     source's whole training split (`task.n_pretrain=null`), once per source and settings (cached);
   3. for each seed of `task.seeds`, the same small target sample (`task.n_finetune`) trained on twice
      with the same budget: once from the pre-trained weights (the head is replaced when the class
      counts differ; `task.freeze` keeps some layers fixed), once from scratch;
@@ -46,8 +47,9 @@ import logging
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
@@ -85,6 +87,8 @@ class Dataset:
     class_names: list[str]
     image_size: int | None = None
     origin: str = ""          # what it was built from, for the record
+    #: the whole training split (X, y), loaded on demand: what `task.n_pretrain=null` pre-trains on
+    train_split: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -140,8 +144,12 @@ class Loader:
         dm = self._datamodule(name)
         X, y = dm.tensors("train", max_samples=task.n_pool, flatten=True)
         X_test, y_test = dm.tensors("test", max_samples=task.n_test, flatten=True)
+
+        def train_split():  # read again when asked: the pool alone stays in memory
+            return self._datamodule(name).tensors("train", flatten=True)
+
         return Dataset(dm.name, X, y, X_test, y_test, list(dm.class_names),
-                       getattr(dm, "image_size", None), origin=f"data={name}")
+                       getattr(dm, "image_size", None), origin=f"data={name}", train_split=train_split)
 
     def _subset(self, name: str, spec: DictConfig) -> Dataset:
         base, split = str(spec.data), str(spec.get("split", "train"))
@@ -154,13 +162,15 @@ class Loader:
             X, y, names, classes=spec.get("classes"), part=int(spec.get("part", 0)),
             parts=int(spec.get("parts", 1)), test_fraction=float(spec.get("test_fraction", 0.5)),
             seed=int(spec.get("seed", 0)))
+        whole = (X_tr, y_tr)
         keep = sample(y_tr, self.cfg.task.n_pool, seed=0)
         X_tr, y_tr = X_tr[keep], y_tr[keep]
         keep = sample(y_te, self.cfg.task.n_test, seed=0)
         X_te, y_te = X_te[keep], y_te[keep]
         origin = (f"{base} {split} split, classes {kept}, part {spec.get('part', 0)} of "
                   f"{spec.get('parts', 1)}, {len(y_tr)} train / {len(y_te)} test")
-        return Dataset(name, X_tr, y_tr, X_te, y_te, kept, image_size, origin=origin)
+        return Dataset(name, X_tr, y_tr, X_te, y_te, kept, image_size, origin=origin,
+                       train_split=lambda: whole)
 
 
 def _digest(*parts) -> str:
@@ -178,6 +188,8 @@ class Experiment:
         self.distances: dict[str, dict[frozenset, float]] = {}
         self.timings: dict[str, dict] = {}
         self.pretrained: dict[str, tuple[Classifier, float]] = {}
+        self.pretrain_sizes: dict[str, int] = {}  # items each source was pre-trained on (val included)
+        self.pretrain_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------------ distances
     def distance_specs(self) -> dict[str, tuple[DictConfig, str]]:
@@ -243,11 +255,17 @@ class Experiment:
     # ------------------------------------------------------------------ training
     def pretrain(self, source: Dataset) -> tuple[Classifier, float]:
         """The classifier pre-trained on `source` (trained once per settings, cached) and its source
-        test accuracy."""
+        test accuracy: on `task.n_pretrain` stratified items of the pool, or on the whole training
+        split when `task.n_pretrain` is null (10 % of them held out to pick the epoch)."""
         if source.name not in self.pretrained:
             task, seed = self.task, self.cfg.seed
-            keep = sample(source.y, task.n_pretrain, seed)
-            dm = TensorDataModule(source.name, {"train": (source.X[keep], source.y[keep]),
+            n_pretrain = None if task.n_pretrain is None else int(task.n_pretrain)
+            if n_pretrain is None and source.train_split is not None:
+                X_pre, y_pre = source.train_split()
+            else:
+                keep = sample(source.y, n_pretrain, seed)
+                X_pre, y_pre = source.X[keep], source.y[keep]
+            dm = TensorDataModule(source.name, {"train": (X_pre, y_pre),
                                                 "test": (source.X_test, source.y_test)},
                                   source.class_names, source.image_size, seed=seed,
                                   batch_size=task.pretrain_batch_size, val_fraction=0.1)
@@ -260,7 +278,7 @@ class Experiment:
             folder = self.out / "pretrained"
             if self.cache is not None:  # shared by the jobs of a sweep with the same settings
                 folder = self.cache / "pretrained" / _digest(
-                    config_dict(self.model_cfg), source.origin, len(source.y), int(task.n_pretrain),
+                    config_dict(self.model_cfg), source.origin, len(source.y), n_pretrain,
                     int(task.pretrain_epochs), int(task.pretrain_batch_size), seed)
             start = time.perf_counter()
             with quiet_lightning():
@@ -269,8 +287,10 @@ class Experiment:
                     trainer=trainer, out_dir=folder / source.name, seed=seed)
             acc = accuracy(model, source.X_test, source.y_test)
             log.info("Pre-trained on %s (%d items, %d epochs): %.2f%% source test accuracy (%.0f s)",
-                     source.name, len(keep), task.pretrain_epochs, acc, time.perf_counter() - start)
+                     source.name, len(y_pre), task.pretrain_epochs, acc, time.perf_counter() - start)
             self.pretrained[source.name] = (model.eval(), acc)
+            self.pretrain_sizes[source.name] = len(y_pre)
+            self.pretrain_seconds[source.name] = round(time.perf_counter() - start, 1)  # ~0 when read back
         return self.pretrained[source.name]
 
     def one_seed(self, pretrained: Classifier, target: Dataset, seed: int) -> dict:
@@ -327,7 +347,8 @@ class Experiment:
         pretrained, source_acc = self.pretrain(source)
         runs = [{"pair": f"{source.name}→{target.name}", "source": source.name, "target": target.name,
                  **self.cached_seed(pretrained, source, target, int(seed))} for seed in seeds(self.task)]
-        meta = {"source_acc": source_acc, "n_pretrain": min(int(self.task.n_pretrain), len(source.y)),
+        meta = {"source_acc": source_acc, "n_pretrain": self.pretrain_sizes[source.name],
+                "pretrain_seconds": self.pretrain_seconds[source.name],
                 "n_test": len(target.y_test), "seconds": round(time.perf_counter() - start, 1),
                 **{name: table[key] for name, table in self.distances.items() if key in table}}
         row = summarize_pair(source.name, target.name, runs, meta)
