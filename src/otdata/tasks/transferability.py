@@ -16,12 +16,14 @@ For every (source, target) pair of `task.pairs` (or every ordered pair of `task.
   4. the transfer gain (fine-tuned − scratch target test accuracy, points) and the relative drop in
      test error (`error_drop`, % of the scratch error: the OTDD paper's measure), per seed and averaged.
 Then, for every distance column and both outcomes (per ordered pair, and averaged over the two
-directions of each unordered pair, "both ways"; and minus each target's mean, "within target": does
-the closer source serve a given target better?): Pearson and Spearman correlations with scipy's
-p-values, dataset-permutation p-values (`otdata.correlation.permutation_test`) and bootstrap
-intervals over seeds (`bootstrap_seeds`), and each distance's rank agreement with `otdd`; and how
-the outcome's variance splits into source, target and direction parts (`pair_variance`): the part
-that flips with the direction is out of reach of any symmetric distance.
+directions of each unordered pair, "both ways"; minus each target's mean, "within target": does
+the closer source serve a given target better?; and minus each source's mean, "within source": once
+a source's overall strength is taken out, does it serve the closer targets better?): Pearson and
+Spearman correlations with scipy's p-values, dataset-permutation p-values
+(`otdata.correlation.permutation_test`) and bootstrap intervals over seeds (`bootstrap_seeds`), and
+each distance's rank agreement with `otdd`; and how the outcome's variance splits into source,
+target and direction parts (`pair_variance`): the part that flips with the direction is out of
+reach of any symmetric distance.
 
 Datasets are data configs (`conf/data/<name>.yaml`, loaded like the repurpose task's sources) or
 sub-tasks named in `task.subsets` (some classes / a disjoint part of a data config's split, see
@@ -425,12 +427,15 @@ def pair_statistics(rows: list[dict], runs: list[dict], distance_keys: list[str]
                 variants.append((f"{outcome} (both ways)", both, fold(x), fold([r[outcome] for r in done]),
                                  [fold(v) for v in per_seed], True))
 
-            def within_target(values):  # minus the target's mean: which source suits this target best
-                means = {t: statistics.fmean(v for v, r in zip(values, done) if r["target"] == t)
-                         for t in {r["target"] for r in done}}
-                return [v - means[r["target"]] for v, r in zip(values, done)]
-            variants.append((f"{outcome} (within target)", pairs, x, within_target([r[outcome] for r in done]),
-                             [within_target(v) for v in per_seed], False))
+            def within(values, side):  # minus the mean over the pairs that share this side's dataset
+                means = {d: statistics.fmean(v for v, r in zip(values, done) if r[side] == d)
+                         for d in {r[side] for r in done}}
+                return [v - means[r[side]] for v, r in zip(values, done)]
+            # within target: which source suits this target best; within source: which target this
+            # source serves best (the source's own strength, which no distance sees, taken out)
+            for side in ("target", "source"):
+                variants.append((f"{outcome} (within {side})", pairs, x, within([r[outcome] for r in done], side),
+                                 [within(v, side) for v in per_seed], False))
             for name, keys, xs, ys, seeds_y, sym in variants:
                 c = correlate(xs, ys)
                 entry = {"distance": key, "outcome": name, **{k: c[k] for k in
