@@ -174,6 +174,22 @@ class PointCloudCost(Cost):
             d.add_(wb, alpha=self.lambda_y)
         return d
 
+    def tile(self, i0: int, i1: int, j0: int, j1: int) -> Tensor:
+        """``C[i0:i1, j0:j1]`` without autograd (one matmul of the two slices): the tiles of a
+        symmetric problem's half passes, which compute each pair of row blocks once."""
+        with torch.no_grad():
+            d = torch.addmm(self._y2[j0:j1].unsqueeze(0), self.x[i0:i1], self.y[j0:j1].T, beta=1.0, alpha=-2.0)
+            d.add_(self._x2[i0:i1].unsqueeze(1)).clamp_min_(0.0)
+            if self.p != 2:
+                d.sqrt_()
+                if self.p != 1:
+                    d.pow_(self.p)
+            if self.lambda_x != 1.0:
+                d.mul_(self.lambda_x)
+            if self.W is not None:
+                d.add_(self.W[self.lx[i0:i1]].index_select(1, self.ly[j0:j1]), alpha=self.lambda_y)
+        return d
+
     def subset(self, rows: Tensor | None, cols: Tensor | None) -> "PointCloudCost":
         """The cost between the rows ``rows`` of ``x`` and ``cols`` of ``y`` (``None``: all)."""
         x, lx = (self.x, self.lx) if rows is None else (self.x[rows], None if self.lx is None else self.lx[rows])

@@ -2,22 +2,28 @@
 
 At a small epsilon an entropic plan puts its mass on few entries: ``pi_ij = a_i b_j exp((f_i + g_j -
 C_ij) / eps)`` is below ``exp(-30)`` of its row's share almost everywhere. A problem too big to
-store (60,000 x 60,000 float32 costs are 14 GB) is solved in four steps, with two passes over the
-full cost (row blocks, one matrix product each, at the machine's GEMM rate) instead of one pass per
-iteration:
+store (60,000 x 60,000 float32 costs are 14 GB) is solved with **one pass** over the full cost
+(blocks of rows, one matrix product each, at the machine's GEMM rate; a symmetric problem computes
+each pair of row blocks once, half the products):
 
 1. **coarse potentials**: the same problem on a random subsample of rows and columns (dense,
-   a few thousand points), extended to every point by one c-transform;
-2. **support**: one pass keeps, for each row, its ``k`` entries of largest ``(f_i + g_j - C_ij)``
-   and every entry within ``threshold`` epsilons of the potentials' bound (the columns' mass), at
-   most ``2 k`` per row (12 bytes each);
+   a few thousand points), extended to every point by one c-transform. Its plan also predicts
+   whether a truncation can hold the mass: when the coarse rows spread their mass over more
+   entries than the support may keep, the truncation is skipped (it could not be certified);
+2. **support**: one pass keeps the entries with score ``s_ij = (f_i + g_j - C_ij) / eps`` above
+   ``-threshold`` (for a non-symmetric problem also each row's ``k`` largest, and at most ``2 k``
+   per row), 12 bytes each, and records for every row an upper bound ``m_i`` of the scores it
+   leaves out;
 3. **iterations** on that support (warm-started scaling iterations with sparse matrix-vector
    products, ``O(nnz)`` each, the scalings absorbed into the potentials as in the dense solver);
-4. **certificate**: one pass evaluates both marginals of the plan on the *full* cost, the exact
-   row update and the transport cost ``<pi, C>``. If a marginal is off by more than ``tol``, the
-   support is rebuilt once around the better potentials (``2 k`` entries, a threshold 15 wider);
-   the caller continues in the log domain on the full cost if that fails too, so the answer is
-   never a truncation artefact.
+4. **certificate**, without another pass: both marginals and ``<pi, C>`` on the support, plus a
+   bound of the mass left out. An entry outside the support had score ``<= m_i`` for the potentials
+   ``(f0, g0)`` of step 2, so for the final ``(f, g)`` its score is at most ``m_i + (f_i - f0_i +
+   max_j (g_j - g0_j)) / eps`` and the row's missing mass at most ``a_i exp(that)``. The reported
+   marginal errors are the support's plus that bound: upper bounds of the errors on the **full**
+   problem. If they exceed ``tol``, the support is rebuilt once around the final potentials with
+   twice the entries; the caller continues with full passes (log domain) if that fails too, so a
+   truncation is never reported as converged.
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ DEFAULT_THRESHOLD = 30.0
 _ABSORB = 20.0
 #: rows and columns of the coarse subsample problem.
 COARSE_SIZE = 3000
+#: rows (and columns) of a tile in a symmetric problem's half pass.
+TILE = 2048
+#: the truncation is skipped when the coarse plan predicts a missing mass above this many ``tol``.
+DIFFUSE_FACTOR = 10.0
 
 
 class SparseSupport:
@@ -85,9 +95,11 @@ def _blocks(cost: PointCloudCost, block_elements: int):
 
 
 def coarse_potentials(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, symmetric: bool,
-                      block_elements: int, size: int = COARSE_SIZE, seed: int = 0) -> tuple[Tensor, Tensor]:
+                      block_elements: int, size: int = COARSE_SIZE, seed: int = 0, budget: int = 0):
     """Potentials of the problem on ``size`` random rows and columns (weights renormalised), extended
-    to every row and column by a c-transform."""
+    to every row and column by a c-transform. Returns ``f, g, missing``: ``missing`` is the mass of
+    the coarse plan outside each row's ``budget * size / m`` largest entries (the share of columns a
+    support of ``budget`` entries per row would keep; 0 when ``budget`` is 0)."""
     from .sinkhorn import _Engine, sinkhorn
 
     gen = torch.Generator().manual_seed(seed)
@@ -98,36 +110,95 @@ def coarse_potentials(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, sy
     r = sinkhorn(wa, wb, sub, eps, symmetric=symmetric, differentiable=False, tol=1e-3, strict=False,
                  backend="dense")
     la, lb = wa.log(), wb.log()
+    missing = 0.0
+    if budget and r.converged:
+        keep = max(1, int(budget * len(cj) / cost.m))
+        if keep < len(cj):
+            P = (r.f.unsqueeze(1) + r.g.unsqueeze(0) - sub.dense()).div_(eps).add_(la.unsqueeze(1)).add_(lb).exp_()
+            missing = float(P.sum() - P.topk(keep, dim=1).values.sum())
+            del P
     # g_j = -eps LSE_{i in S} (f_i / eps + log a_i - C_ij / eps), over all columns j
     g = -eps * _Engine(cost.subset(ri, None), "online", 0, block_elements).col_lse(r.f / eps + la, eps)
     if symmetric:
-        return g, g
+        return g, g, missing
     f = -eps * _Engine(cost.subset(None, cj), "online", 0, block_elements).row_lse(r.g / eps + lb, eps)
-    return f, g
+    return f, g, missing
 
 
 def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: int, threshold: float,
-                   block_elements: int, symmetric: bool = False) -> SparseSupport:
-    """One pass over the cost keeping each row's ``k`` entries of largest ``s_ij = (f_i + g_j -
-    C_ij) / eps`` and every entry with ``s_ij > -threshold``. A symmetric problem (``f = g``,
-    ``C = C^T``) keeps the threshold set alone, which is symmetric (its diagonal ``2 f_i / eps`` is
-    each row's largest score in practice; the certificate checks the rest)."""
+                   block_elements: int, symmetric: bool = False):
+    """One pass over the cost keeping the entries that can carry mass; returns the support and, per
+    row, an upper bound ``m_i`` of the scores ``s_ij = (f_i + g_j - C_ij) / eps`` it leaves out.
+
+    Non-symmetric: each row keeps its ``k`` largest scores and every score above ``-threshold``,
+    at most ``2 k`` (then the ``2 k`` largest). Symmetric (``f = g``, ``C = C^T``):
+    :func:`select_symmetric`."""
+    if symmetric:
+        return select_symmetric(cost, f, eps, k, threshold)
     rows, cols, vals = [], [], []
     k = min(k, cost.m)
+    mrow = torch.full((cost.n,), -threshold, dtype=f.dtype, device=f.device)
     with torch.no_grad():
         for i0, i1, Cb in _blocks(cost, block_elements):
-            S = (f[i0:i1].unsqueeze(1) + g.unsqueeze(0) - Cb).div_(eps)
+            S = torch.sub(g.unsqueeze(0), Cb).add_(f[i0:i1].unsqueeze(1)).div_(eps)
             keep = S > -threshold
-            if int(keep.sum()) > 2 * k * (i1 - i0):  # loose potentials: bound the memory
-                keep.zero_()
-                keep.scatter_(1, S.topk(min(2 * k, cost.m), dim=1).indices, True)
-            elif not symmetric:  # (symmetric: S is, so the threshold alone keeps a symmetric support)
-                keep.scatter_(1, S.topk(k, dim=1).indices, True)
+            over = keep.sum(1) > 2 * k
+            if bool(over.any()):  # loose potentials: bound the memory (those rows keep their 2k best)
+                top = S[over].topk(min(2 * k, cost.m), dim=1)
+                sub = torch.zeros_like(keep[over]).scatter_(1, top.indices, True)
+                keep[over] = sub
+                mrow[i0:i1][over] = torch.maximum(top.values[:, -1], mrow[i0:i1][over])
+            keep.scatter_(1, S.topk(k, dim=1).indices, True)
             r, c = keep.nonzero(as_tuple=True)
             vals.append(Cb[r, c])
             rows.append((r + i0).to(torch.int32))
             cols.append(c.to(torch.int32))
-    return SparseSupport(torch.cat(rows), torch.cat(cols), torch.cat(vals), cost.n, cost.m, symmetric)
+    return SparseSupport(torch.cat(rows), torch.cat(cols), torch.cat(vals), cost.n, cost.m), mrow
+
+
+def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, threshold: float, tile: int = TILE):
+    """Half pass over a symmetric cost: tiles ``(I, J)`` with ``J >= I`` only (the diagonal tiles'
+    upper triangle), each entry kept on both sides, so the support is exactly symmetric (its values
+    too). Keeps every score above a global threshold ``t`` (start ``-threshold``) and the
+    diagonal; when the kept entries exceed ``k n`` (upper half; ``2 k`` per row on average), ``t``
+    is raised to halve them and the entries below it are dropped. Every row's bound is the final
+    ``t``."""
+    n = cost.n
+    t = -threshold
+    budget = max(k * n, n)
+    R, Cc, V = [], [], []
+    total = 0
+    with torch.no_grad():
+        for i0 in range(0, n, tile):
+            i1 = min(n, i0 + tile)
+            for j0 in range(i0, n, tile):
+                j1 = min(n, j0 + tile)
+                Ct = cost.tile(i0, i1, j0, j1)
+                S = torch.sub(f[j0:j1].unsqueeze(0), Ct).add_(f[i0:i1].unsqueeze(1)).div_(eps)
+                keep = S > t
+                if j0 == i0:
+                    keep.triu_()
+                    keep.diagonal().fill_(True)
+                r, c = keep.nonzero(as_tuple=True)
+                R.append((r + i0).to(torch.int32))
+                Cc.append((c + j0).to(torch.int32))
+                V.append(Ct[r, c])
+                total += int(r.numel())
+                if total > budget:  # raise t to the median score of the kept entries
+                    R, Cc, V = [torch.cat(R)], [torch.cat(Cc)], [torch.cat(V)]
+                    s = (f[R[0]] + f[Cc[0]] - V[0]).div_(eps)
+                    t = max(t, float(s.median()))
+                    keep = (s > t) | (R[0] == Cc[0])
+                    R, Cc, V = [R[0][keep]], [Cc[0][keep]], [V[0][keep]]
+                    total = int(keep.sum())
+        r, c, v = torch.cat(R), torch.cat(Cc), torch.cat(V)
+        off = r != c
+        rows, cols, vals = torch.cat([r, c[off]]), torch.cat([c, r[off]]), torch.cat([v, v[off]])
+        del r, c, v, off, R, Cc, V
+        order = torch.argsort(rows.long() * n + cols.long())
+        rows, cols, vals = rows[order], cols[order], vals[order]
+    mrow = torch.full((n,), t, dtype=f.dtype, device=f.device)
+    return SparseSupport(rows, cols, vals, n, n, symmetric=True), mrow
 
 
 def sparse_iterations(sup: SparseSupport, f: Tensor, g: Tensor, a: Tensor, b: Tensor, eps: float,
@@ -166,51 +237,60 @@ def sparse_iterations(sup: SparseSupport, f: Tensor, g: Tensor, a: Tensor, b: Te
     return f, g, it, err
 
 
-def certify(cost: PointCloudCost, f: Tensor, g: Tensor, loga: Tensor, logb: Tensor, eps: float,
-            block_elements: int):
-    """One pass over the full cost: the exact row update ``T(g)``, the column update ``T(f)``, the
-    L1 errors of both marginals of the plan of ``(f, g)`` and its transport cost ``<pi, C>``."""
-    Tf = torch.empty_like(f)
-    col_parts, tc = [], 0.0
-    h = g / eps + logb
-    kf = f / eps + loga
+def certify(sup: SparseSupport, f: Tensor, g: Tensor, f0: Tensor, g0: Tensor, mrow: Tensor, a: Tensor,
+            b: Tensor, eps: float):
+    """Certificate of the potentials ``(f, g)`` on the full problem without a pass over it: the
+    marginals and ``<pi, C>`` of the plan on the support (float64) and ``out``, a bound of the plan's
+    mass outside it (module docstring, step 4). Returns ``row_err, col_err, tc, out`` where the
+    errors are upper bounds of the L1 marginal errors of the full plan."""
     with torch.no_grad():
-        for i0, i1, Cb in _blocks(cost, block_elements):
-            L = torch.sub(h.unsqueeze(0), Cb, alpha=1.0 / eps)  # log(b_j K_ij) + g_j / eps
-            mx = L.amax(1, keepdim=True)
-            E = (L - mx).exp_()
-            Tf[i0:i1] = -eps * (mx.squeeze(1) + E.sum(1).log())
-            # plan entries: pi_ij = exp(k_i + L_ij)
-            P = E.mul_((kf[i0:i1].unsqueeze(1) + mx).exp())
-            tc += float((P * Cb).sum(dtype=torch.float64))
-            col_parts.append(P.sum(0, dtype=torch.float64))
-    col = torch.stack(col_parts).sum(0)
-    row_err = float((loga.exp() * ((f - Tf) / eps).exp().sub(1).abs()).sum())
-    col_err = float((col - logb.exp().double()).abs().sum())
-    return Tf, row_err, col_err, tc
+        rows, cols = sup.rows.long(), sup.cols.long()
+        P = (f[rows].double() + g[cols].double() - sup.vals.double()).div_(eps).exp_()
+        P.mul_(a.double()[rows]).mul_(b.double()[cols])
+        row = torch.zeros(sup.n, dtype=torch.float64, device=f.device).index_add_(0, rows, P)
+        col = torch.zeros(sup.m, dtype=torch.float64, device=f.device).index_add_(0, cols, P)
+        tc = float((P * sup.vals.double()).sum())
+        del P
+        dg = float(((g - g0) / eps).max())
+        out = float((a.double() * (mrow.double() + (f - f0).double() / eps + dg).exp()).sum())
+        row_err = float((row - a.double()).abs().sum()) + out
+        col_err = float((col - b.double()).abs().sum()) + out
+    return row_err, col_err, tc, out
 
 
 def solve_sparse(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, symmetric: bool, max_iter: int,
                  tol: float, block_elements: int, overrelax: float = 1.5, k: int = DEFAULT_K,
-                 threshold: float = DEFAULT_THRESHOLD):
+                 threshold: float = DEFAULT_THRESHOLD, log=None):
     """Steps 1-4 of the module docstring. Returns ``f, g, iterations, error, converged, transport
-    cost, nnz`` (error: the larger certified marginal error; ``converged``: below ``tol``)."""
-    loga, logb = a.log(), b.log()
+    cost, nnz`` (error: the larger certified bound of the marginal errors on the full problem;
+    ``converged``: below ``tol``, with the bound of ``<pi, C>``'s missing part below ``tol`` times the
+    cost of the independent coupling, the scale of a relative epsilon).
+    When not converged, ``f, g`` are the best potentials found (the coarse ones extended, when the
+    truncation was skipped): a warm start for full passes."""
+    say = log or (lambda msg: None)
     with torch.no_grad():
-        f, g = coarse_potentials(cost, a, b, eps, symmetric, block_elements)
-        total, err, tc, nnz, Tf = 0, math.inf, float("nan"), 0, f
+        f, g, missing = coarse_potentials(cost, a, b, eps, symmetric, block_elements, budget=2 * k)
+        if missing > DIFFUSE_FACTOR * tol:
+            say(f"sparse: the coarse plan leaves {missing:.1e} of its mass outside {2 * k} entries per row: "
+                "no truncation")
+            return f, g, 0, math.inf, False, math.nan, 0
+        # <pi, C> misses at most out * max C: certified when that is below tol times the cost scale
+        cmax, scale = cost.max_value(), cost.mean_value(a, b)
+        total, err, tc, nnz = 0, math.inf, math.nan, 0
         for attempt in range(2):
-            sup = select_support(cost, f, g, eps, k << attempt, threshold + 15.0 * attempt, block_elements, symmetric)
+            sup, mrow = select_support(cost, f, g, eps, k << attempt, threshold, block_elements, symmetric)
             nnz = sup.nnz
             f1, g1, it, _ = sparse_iterations(sup, f, g, a, b, eps, max_iter, 0.5 * tol, overrelax)
             total += it
-            del sup
             if not bool(torch.isfinite(f1).all() and torch.isfinite(g1).all()):
-                continue  # a row or column without support: keep the earlier potentials
+                del sup
+                break  # a row or column without support: keep the earlier potentials
+            row_err, col_err, tc, out = certify(sup, f1, g1, f, g, mrow, a, b, eps)
+            del sup
             f, g = f1, g1
-            Tf, row_err, col_err, tc = certify(cost, f, g, loga, logb, eps, block_elements)
             err = max(row_err, col_err)
-            if err < tol:
-                break
-        f_out = 0.5 * (f + Tf) if symmetric else Tf
-        return f_out, (f_out if symmetric else g), total, err, err < tol, tc, nnz
+            say(f"sparse attempt {attempt + 1}: {nnz:,} entries, {it} iterations, certified marginal error "
+                f"{err:.2e} (missing mass <= {out:.1e})")
+            if err < tol and out * cmax <= tol * scale:
+                return f, g, total, err, True, tc, nnz
+        return f, g, total, err, False, tc, nnz

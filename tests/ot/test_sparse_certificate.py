@@ -1,0 +1,126 @@
+"""The large-problem machinery against independent references on small problems: the support's
+certificate is an upper bound of the full problem's marginal errors, the symmetric half pass keeps
+exactly the threshold set (symmetric, values included), the one-pass (fused, over-relaxed)
+log-domain iteration converges to the dense solver's solution and POT's, and a diffuse plan skips
+the truncation and still ends certified."""
+
+import functools
+import importlib
+import math
+
+import ot
+import pytest
+import torch
+
+import otdata.ot.sparse as sp
+from otdata.ot import PointCloudCost, sinkhorn
+
+sk = importlib.import_module("otdata.ot.sinkhorn")
+
+
+def _cost(n=600, m=450, d=6, seed=0, same=False, spread=1.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, d, generator=g) * spread
+    lx = torch.randint(0, 3, (n,), generator=g)
+    if same:
+        y, ly = x, lx
+    else:
+        y, ly = torch.rand(m, d, generator=g) * spread + 0.2, torch.randint(0, 3, (m,), generator=g)
+    W = torch.tensor([[0.0, 1.0, 2.0], [1.0, 0.0, 1.5], [2.0, 1.5, 0.0]])
+    return PointCloudCost(x, y, 2, 1.0, W, lx, ly, 1.0)
+
+
+def _uniform(k):
+    return torch.full((k,), 1.0 / k)
+
+
+def _full_errors(cost, f, g, eps):
+    """L1 errors of both marginals of the plan of (f, g) on the whole (dense, float64) cost."""
+    C = cost.dense().double()
+    a, b = _uniform(cost.n).double(), _uniform(cost.m).double()
+    P = ((f.double()[:, None] + g.double()[None] - C) / eps).exp() * a[:, None] * b[None]
+    return float((P.sum(1) - a).abs().sum()), float((P.sum(0) - b).abs().sum()), float((P * C).sum())
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("threshold", [30.0, 8.0])
+def test_certificate_bounds_the_full_errors(symmetric, threshold):
+    cost = _cost(same=symmetric)
+    a, b = _uniform(cost.n), _uniform(cost.m)
+    eps = 0.02 * cost.mean_value(a, b)
+    f0, g0, _ = sp.coarse_potentials(cost, a, b, eps, symmetric, 50_000, size=200)
+    sup, mrow = sp.select_support(cost, f0, g0, eps, 64, threshold, 50_000, symmetric)
+    f, g, _, _ = sp.sparse_iterations(sup, f0, g0, a, b, eps, 500, 1e-6, 1.5)
+    row_err, col_err, tc, out = sp.certify(sup, f, g, f0, g0, mrow, a, b, eps)
+    full_row, full_col, full_tc = _full_errors(cost, f, g, eps)
+    assert full_row <= row_err * (1 + 1e-4) + 1e-7
+    assert full_col <= col_err * (1 + 1e-4) + 1e-7
+    assert tc <= full_tc * (1 + 1e-5) and full_tc - tc <= out * cost.max_value() * (1 + 1e-4) + 1e-6
+
+
+def test_symmetric_half_pass_keeps_the_threshold_set():
+    cost = _cost(500, same=True)
+    a = _uniform(cost.n)
+    eps = 0.02 * cost.mean_value(a, a)
+    f = torch.randn(cost.n) * eps
+    sup, mrow = sp.select_symmetric(cost, f, eps, k=10_000, threshold=12.0, tile=64)  # no budget cut
+    S = (f[:, None] + f[None] - cost.dense()) / eps
+    want = (S > -12.0) | torch.eye(cost.n, dtype=torch.bool)
+    got = torch.zeros_like(want)
+    got[sup.rows.long(), sup.cols.long()] = True
+    # entries right at the threshold may fall either way by the float rounding of the tiles
+    assert ((got != want) & ((S + 12.0).abs() > 1e-4)).sum() == 0
+    M = torch.sparse_coo_tensor(torch.stack([sup.rows.long(), sup.cols.long()]), sup.vals, (500, 500)).to_dense()
+    assert torch.equal(M, M.T)  # exactly symmetric support and values
+    assert bool((mrow == -12.0).all())
+
+
+def test_symmetric_budget_raises_the_threshold_and_stays_certified():
+    cost = _cost(600, same=True)
+    a = _uniform(cost.n)
+    eps = 0.02 * cost.mean_value(a, a)
+    f0, _, _ = sp.coarse_potentials(cost, a, a, eps, True, 50_000, size=200)
+    sup, mrow = sp.select_symmetric(cost, f0, eps, k=4, threshold=30.0, tile=128)
+    assert float(mrow[0]) > -30.0 and sup.nnz <= 2 * 4 * 600 + 600
+    f, _, _, _ = sp.sparse_iterations(sup, f0, f0, a, a, eps, 500, 1e-6, 1.0)
+    row_err, _, _, _ = sp.certify(sup, f, f, f0, f0, mrow, a, a, eps)
+    assert _full_errors(cost, f, f, eps)[0] <= row_err * (1 + 1e-4) + 1e-7
+
+
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_fused_online_pass_matches_dense_and_pot(accelerate):
+    cost = _cost(300, 200)
+    a, b = torch.full((300,), 1 / 300, dtype=torch.float64), torch.full((200,), 1 / 200, dtype=torch.float64)
+    cost64 = PointCloudCost(cost.x.double(), cost.y.double(), 2, 1.0, cost.W.double(), cost.lx, cost.ly, 1.0)
+    C = cost64.dense()
+    eps = 0.05 * float(C.mean())
+    eng = sk._Engine(cost64, "online", 0, 5_000)
+    f, g, it, err, conv, tc = sk._solve_online(eng, torch.zeros(300, dtype=torch.float64),
+                                               torch.zeros(200, dtype=torch.float64), a, b, a.log(), b.log(),
+                                               sk.epsilon_schedule(float(C.max()), eps, 0.5), 2000, 1e-8, False,
+                                               False, accelerate, True)
+    assert conv and err < 1e-8
+    P = ((f[:, None] + g[None] - C) / eps).exp() * a[:, None] * b[None]  # the returned pair is the measured one
+    assert float((P.sum(1) - a).abs().sum()) < 1e-8 and float((P.sum(0) - b).abs().sum()) < 1e-8
+    assert tc == pytest.approx(float((P * C).sum()), rel=1e-10)
+    ref = float(ot.sinkhorn2(a, b, C, eps, method="sinkhorn_log", stopThr=1e-12, numItermax=100000))
+    assert tc == pytest.approx(ref, rel=1e-6)
+
+
+def test_diffuse_plan_skips_the_truncation_and_is_certified(monkeypatch):
+    # a large epsilon: every row spreads its mass over all columns, far more than k = 4 can hold
+    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, k=4))
+    monkeypatch.setattr(sp, "coarse_potentials", functools.partial(sp.coarse_potentials, size=150))
+    cost = _cost(400, 300)
+    a, b = _uniform(400), _uniform(300)
+    eps = 0.5 * cost.mean_value(a, b)
+    out = sp.solve_sparse(cost, a, b, eps, False, 200, 1e-4, 50_000, k=4)
+    assert not out[4] and out[6] == 0  # no support was built
+    kw = dict(differentiable=False, tol=1e-5, max_iter=3000)
+    r = sinkhorn(None, None, cost, eps, backend="sparse", **kw)
+    ref = sinkhorn(None, None, cost, eps, backend="dense", **kw)
+    assert r.escalated and r.converged and r.marginal_error < 1e-5
+    assert float(r.transport_cost) == pytest.approx(float(ref.transport_cost), rel=1e-4)
+    assert float(r.entropic) == pytest.approx(float(ref.entropic), rel=1e-4)
+    row, col, _ = _full_errors(cost, r.f, r.g, eps)
+    assert max(row, col) < 1e-4
