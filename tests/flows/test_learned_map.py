@@ -69,3 +69,19 @@ def test_map_net_keeps_the_layout_and_rejects_odd_sizes():
     assert net(torch.rand(3, 1, 8, 8)).shape == (3, 1, 8, 8)
     with pytest.raises(ValueError, match="multiple of 4"):
         MapNet(image_size=10)
+
+
+def test_a_seed_fixes_the_map_whatever_ran_before_and_leaves_the_callers_rng_alone():
+    """The same seed gives the same trained map after any use of the global RNG, and fitting does
+    not reseed the caller's RNG (the re-purposing run's later steps draw from it)."""
+    X0 = smooth_images(64, seed=0)
+    settings = dict(image_shape=(1, 8, 8), epochs=2, batch_size=16, teacher_weight=0, code=8,
+                    channels=(4, 8), progress=False, seed=3)
+    torch.manual_seed(0)
+    first = LearnedMap(**settings).fit(X0, X0.flip(1))
+    torch.rand(1000)  # the global RNG moves on between the two maps
+    state = torch.random.get_rng_state()
+    second = LearnedMap(**settings).fit(X0, X0.flip(1))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(first(X0), second(X0))
+    assert not torch.equal(first(X0), LearnedMap(**{**settings, "seed": 4}).fit(X0, X0.flip(1))(X0))

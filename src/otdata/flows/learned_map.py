@@ -119,8 +119,10 @@ class LearnedMap:
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.pixel_weight, self.teacher_weight = pixel_weight, teacher_weight
         self.augment_shift, self.seed, self.progress = augment_shift, seed, progress
-        self.net = MapNet(self.image_shape[0], self.image_shape[1], tuple(channels), code, dropout,
-                          bounded)
+        with torch.random.fork_rng(devices=[]):  # the initialisation depends on `seed` alone
+            torch.manual_seed(seed)
+            self.net = MapNet(self.image_shape[0], self.image_shape[1], tuple(channels), code,
+                              dropout, bounded)
         self.history: list[dict] = []
         self.seconds = 0.0
 
@@ -132,12 +134,19 @@ class LearnedMap:
         if X0.shape != X1.shape:
             raise ValueError(f"X0 and X1 must have the same shape, got {tuple(X0.shape)} and "
                              f"{tuple(X1.shape)}")
-        use_teacher = teacher is not None and self.teacher_weight > 0
-        if use_teacher:
+        if teacher is not None and self.teacher_weight > 0:
             teacher.eval().requires_grad_(False)
+        else:
+            teacher = None
+        with torch.random.fork_rng(devices=[]):  # dropout and shifts seeded, the caller's RNG untouched
+            torch.manual_seed(self.seed)
+            self._train(X0, X1, teacher)
+        return self
+
+    def _train(self, X0: torch.Tensor, X1: torch.Tensor, teacher: nn.Module | None) -> None:
+        use_teacher = teacher is not None
         start = time.perf_counter()
         gen = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
         net = self.net.train()
         n, d = len(X0), X0[0].numel()
         steps = self.epochs * math.ceil(n / self.batch_size)
@@ -172,7 +181,6 @@ class LearnedMap:
                          epoch + 1, self.epochs, h["pixel"], h["teacher"], time.perf_counter() - start)
         net.eval()
         self.seconds = time.perf_counter() - start
-        return self
 
     @torch.no_grad()
     def __call__(self, X: torch.Tensor, clamp: tuple[float, float] | None = None,
