@@ -1,44 +1,48 @@
 """Mean ± std over seeds of `experiment=repurpose` run folders (each holding a `repurpose.csv`).
 
-    python experiments/repurpose/summarize.py outputs/repurpose_record/seed0 outputs/repurpose_record/seed1 ...
+    python experiments/repurpose/summarize.py outputs/repurpose_record/seed*_*
 
-Prints two Markdown tables (the paper's protocol, then the correspondence protocol); numbers are
-rounded to two decimals, and a cell lists how many seeds it averages when not all have it.
+A folder may hold any subset of the datasets (one process per dataset and seed is fine): rows are
+grouped by dataset and flowed-sample size with :func:`otdata.summary.over_seeds` (the same grouping
+as a `-m seed=0,1,2` sweep's `summary_seeds`), and the `seeds` column says how many rows a group
+averages. Prints three Markdown tables (the paper's protocol, the correspondence protocol, the
+costs), numbers rounded to two decimals.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
+from otdata.summary import over_seeds
 from otdata.tables import read_csv
 
 IDENTITY = ["raw_identity", "flowed_identity", "out_of_sample_identity", "out_of_sample_knn_identity",
             "baseline_from_scratch"]
 CORRESPONDENCE = ["raw_correspondence", "flowed_correspondence", "out_of_sample_correspondence",
                   "out_of_sample_knn_correspondence", "baseline_from_scratch_correspondence"]
+COSTS = ["flow_seconds", "map_seconds", "baseline_seconds", "seconds", "peak_memory_gb"]
 
 
-def cell(values: list[float], seeds: int) -> str:
-    if not values:
+def cell(row: dict, column: str) -> str:
+    value, std = row.get(column), row.get(f"{column}_std")
+    if not isinstance(value, (int, float)):
         return ""
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    text = f"{mean:.2f} ± {std:.2f}" if len(values) > 1 else f"{mean:.2f}"
-    return text if len(values) == seeds else f"{text} ({len(values)} seeds)"
+    return f"{value:.2f} ± {std:.2f}" if std is not None else f"{value:.2f}"
 
 
-def table(runs: list[list[dict]], columns: list[str]) -> str:
-    datasets = list(dict.fromkeys(r["dataset"] for rows in runs for r in rows[1:]))
-    lines = ["| dataset | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name in datasets:
-        per_column = [[r[c] for rows in runs for r in rows if r["dataset"] == name
-                       and isinstance(r.get(c), (int, float))] for c in columns]
-        lines.append(f"| {name} | " + " | ".join(cell(v, len(runs)) for v in per_column) + " |")
+def table(groups: list[dict], columns: list[str]) -> str:
+    lines = ["| dataset | n flowed | seeds | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 3) + "|"]
+    for g in groups:
+        cells = [cell(g, c) for c in columns]
+        if any(cells):
+            lines.append(f"| {g['dataset']} | {g['n_flow']} | {g['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    runs = [read_csv(Path(folder) / "repurpose.csv") for folder in sys.argv[1:]]
-    print(f"{len(runs)} seed(s)\n\n{table(runs, IDENTITY)}\n\n{table(runs, CORRESPONDENCE)}")
+    rows = [r for folder in sys.argv[1:] for r in read_csv(Path(folder) / "repurpose.csv")
+            if r.get("n_flow") is not None]  # source datasets (the target's row has no flow)
+    groups = over_seeds(rows, ["n_flow"], ["repurpose"])
+    print("\n\n".join(table(groups, columns) for columns in (IDENTITY, CORRESPONDENCE, COSTS)))
