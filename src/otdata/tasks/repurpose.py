@@ -28,6 +28,7 @@ import json
 import logging
 import resource
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -89,9 +90,11 @@ def train_from_scratch(cfg, X: torch.Tensor, y: torch.Tensor, num_classes: int,
     model = build_classifier(cfg.model, num_classes=num_classes, image_size=image_shape[-1])
     loader = DataLoader(TensorDataset(X.reshape(-1, *image_shape), y), shuffle=True,
                         batch_size=int(recipe.batch_size))
-    L.Trainer(max_epochs=int(recipe.epochs), accelerator="cpu", devices=1, logger=False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              ).fit(model, loader)
+    with warnings.catch_warnings():  # no validation split on purpose: the fixed recipe has no early stop
+        warnings.filterwarnings("ignore", message=".*`val_dataloader`")
+        L.Trainer(max_epochs=int(recipe.epochs), accelerator="cpu", devices=1, logger=False,
+                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                  ).fit(model, loader)
     return model.eval().requires_grad_(False)
 
 
