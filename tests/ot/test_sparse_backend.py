@@ -40,7 +40,10 @@ def test_sparse_equals_dense(symmetric, small_coarse):
     rd = sinkhorn(None, None, cost, eps, backend="dense", **kw)
     assert rs.backend == "sparse" and rs.converged and not rs.escalated
     assert float(rs.entropic) == pytest.approx(float(rd.entropic), rel=1e-4)
-    assert float(rs.transport_cost) == pytest.approx(float(rd.transport_cost), rel=1e-4)
+    # a self term's <pi, C> is tiny (the mass sits on C_ii = 0): compared up to the float32 rounding
+    # of the cost (the sparse backend evaluates it as one product, the dense one by blocks)
+    assert float(rs.transport_cost) == pytest.approx(float(rd.transport_cost), rel=1e-4,
+                                                     abs=1e-6 * cost.mean_value(a, b))
     if symmetric:
         assert torch.equal(rs.f, rs.g)
 

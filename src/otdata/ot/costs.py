@@ -190,6 +190,29 @@ class PointCloudCost(Cost):
                 d.add_(self.W[self.lx[i0:i1]].index_select(1, self.ly[j0:j1]), alpha=self.lambda_y)
         return d
 
+    def score_factors(self, f: Tensor | None, g: Tensor | None, scale: float) -> tuple[Tensor, Tensor] | None:
+        """Factors ``A`` (n, d + 3 + C1) and ``B`` (m, ...) with ``A @ B.T = scale * (f_i + g_j - C_ij)``
+        (``f``, ``g`` may be ``None``: zero), or ``None`` where the cost is not a squared distance
+        plus a label term (``p != 2``) or needs a gradient. The norms, the label costs and the
+        potentials ride along as extra columns of one matrix product, so a block of scores costs
+        that product alone, none of the elementwise passes that :meth:`block` adds to it."""
+        if self.p != 2 or self.requires_grad:
+            return None
+        with torch.no_grad():
+            lx, ly, dt = self.lambda_x, self.lambda_y, self.dtype
+            one_x = torch.ones(self.n, 1, dtype=dt, device=self.device)
+            one_y = torch.ones(self.m, 1, dtype=dt, device=self.device)
+            ga = -lx * self._y2.unsqueeze(1) + (0.0 if g is None else g.unsqueeze(1))
+            A = [self.x, self._x2.unsqueeze(1), one_x]
+            B = [(2.0 * lx) * self.y, -lx * one_y, ga]
+            if self.W is not None:
+                A.append(self.W.to(dt)[self.lx])
+                B.append(-ly * torch.nn.functional.one_hot(self.ly, self.W.shape[1]).to(dt))
+            if f is not None:
+                A.append(f.unsqueeze(1))
+                B.append(one_y)
+            return torch.cat(A, 1), torch.cat(B, 1).mul_(scale)
+
     def subset(self, rows: Tensor | None, cols: Tensor | None) -> "PointCloudCost":
         """The cost between the rows ``rows`` of ``x`` and ``cols`` of ``y`` (``None``: all)."""
         x, lx = (self.x, self.lx) if rows is None else (self.x[rows], None if self.lx is None else self.lx[rows])

@@ -93,11 +93,15 @@ class _Engine:
         self.C = cost.dense(self.step) if backend == "dense" else None
         self.kernel: _DenseKernel | None = None
 
-    def blocks(self):
+    def blocks(self, values: bool = True):
+        """Row blocks ``(i0, i1, C[i0:i1])`` (``values=False``: ``None`` for the block)."""
         n = self.cost.n
         for i0 in range(0, n, self.step):
             i1 = min(n, i0 + self.step)
-            yield i0, i1, (self.C[i0:i1] if self.C is not None else self.cost.block(i0, i1))
+            if not values:
+                yield i0, i1, None
+            else:
+                yield i0, i1, (self.C[i0:i1] if self.C is not None else self.cost.block(i0, i1))
 
     # f_i = -eps * LSE_j (h_j - C_ij / eps),  h = g / eps + log b
     def row_lse(self, h: Tensor, eps: float) -> Tensor:
@@ -139,8 +143,13 @@ class _Engine:
         fn = torch.empty_like(f)
         col = torch.zeros(self.cost.m, dtype=torch.float64, device=f.device)
         tc, row_err = 0.0, 0.0
-        for i0, i1, Cb in self.blocks():
-            L = torch.sub(h.unsqueeze(0), Cb, alpha=1.0 / eps)
+        G = eps * h  # C_ij = G_j - eps L_ij
+        fac = self.cost.score_factors(None, G, 1.0 / eps) if self.C is None and isinstance(
+            self.cost, PointCloudCost) else None
+        for i0, i1, Cb in self.blocks(fac is None):
+            # L_ij = h_j - C_ij / eps: from the cost block, or one product of the score factors
+            L = torch.sub(h.unsqueeze(0), Cb, alpha=1.0 / eps) if fac is None else torch.mm(fac[0][i0:i1], fac[1].T)
+            L0 = L.clone() if want_tc and fac is not None else None
             mx = L.amax(1, keepdim=True)
             mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
             E = L.sub_(mx).exp_()
@@ -155,8 +164,11 @@ class _Engine:
                 w = a[i0:i1] * r / s
             fn[i0:i1] = fb
             col += torch.mv(E.T, w).double()
-            if want_tc:
+            if want_tc and fac is None:
                 tc += float(E.mul_(Cb).sum(1, dtype=torch.float64) @ w.double())
+            elif want_tc:  # sum_j E_ij C_ij = E_i . G - eps E_i . L_i
+                ec = torch.mv(E, G).double() - eps * torch.einsum("ij,ij->i", E, L0).double()
+                tc += float(ec @ w.double())
         bd = logb.exp().double()
         col_err = float((col - bd).abs().sum())
         g_new = g - eps * (col.clamp_min(1e-300).log() - bd.log()).to(g.dtype)

@@ -7,23 +7,25 @@ store (60,000 x 60,000 float32 costs are 14 GB) is solved with **one pass** over
 each pair of row blocks once, half the products):
 
 1. **coarse potentials**: the same problem on a random subsample of rows and columns (dense,
-   a few thousand points), extended to every point by one c-transform. Its plan also predicts
+   a few thousand points), extended to every point by one c-transform (a symmetric problem keeps
+   each point's own term exact, :func:`_symmetric_extension`). Its plan also predicts
    whether a truncation can hold the mass: when the coarse rows spread their mass over more
    entries than the support may keep, the truncation is skipped (it could not be certified);
 2. **support**: one pass keeps the entries with score ``s_ij = (f_i + g_j - C_ij) / eps`` above
-   ``-threshold`` (for a non-symmetric problem also each row's ``k`` largest, and at most ``2 k``
-   per row), 12 bytes each, and records for every row an upper bound ``m_i`` of the scores it
-   leaves out;
+   a threshold (``-threshold``, or higher where a sample of rows shows that more would not fit the
+   memory budget; for a non-symmetric problem also each row's ``k`` largest, at most ``2 k`` per
+   row), 12 bytes each, and records for every row the weighted mass it leaves out,
+   ``X_i = sum_{j not kept} b_j exp(s_ij)`` (one ``exp`` of the block and a matrix-vector product);
 3. **iterations** on that support (warm-started scaling iterations with sparse matrix-vector
    products, ``O(nnz)`` each, the scalings absorbed into the potentials as in the dense solver);
 4. **certificate**, without another pass: both marginals and ``<pi, C>`` on the support, plus a
-   bound of the mass left out. An entry outside the support had score ``<= m_i`` for the potentials
-   ``(f0, g0)`` of step 2, so for the final ``(f, g)`` its score is at most ``m_i + (f_i - f0_i +
-   max_j (g_j - g0_j)) / eps`` and the row's missing mass at most ``a_i exp(that)``. The reported
-   marginal errors are the support's plus that bound: upper bounds of the errors on the **full**
-   problem. If they exceed ``tol``, the support is rebuilt once around the final potentials with
-   twice the entries; the caller continues with full passes (log domain) if that fails too, so a
-   truncation is never reported as converged.
+   bound of the mass left out. For the final ``(f, g)`` an entry outside the support has score
+   ``s_ij + (f_i - f0_i + g_j - g0_j) / eps`` where ``(f0, g0)`` selected it, so row ``i`` misses
+   at most ``a_i X_i exp((f_i - f0_i + max_j (g_j - g0_j)) / eps)``. The reported marginal errors
+   are the support's plus the sum of these: upper bounds of the errors on the **full** problem. If
+   they exceed ``tol``, the support is rebuilt once around the final potentials with twice the
+   entries; the caller continues with full passes (log domain) from the best potentials if that
+   fails too, so a truncation is never reported as converged.
 """
 
 from __future__ import annotations
@@ -87,19 +89,12 @@ class SparseSupport:
         return Kr, Kc, f - eps * s, s.clamp(-_ABSORB, _ABSORB).exp()
 
 
-def _blocks(cost: PointCloudCost, block_elements: int):
-    step = max(1, block_elements // max(cost.m, 1))
-    for i0 in range(0, cost.n, step):
-        i1 = min(cost.n, i0 + step)
-        yield i0, i1, cost.block(i0, i1)
-
-
 def coarse_potentials(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, symmetric: bool,
                       block_elements: int, size: int = COARSE_SIZE, seed: int = 0, budget: int = 0):
     """Potentials of the problem on ``size`` random rows and columns (weights renormalised), extended
     to every row and column by a c-transform. Returns ``f, g, missing``: ``missing`` is the mass of
-    the coarse plan outside each row's ``budget * size / m`` largest entries (the share of columns a
-    support of ``budget`` entries per row would keep; 0 when ``budget`` is 0)."""
+    the coarse plan outside each row's ``max(budget * size / m, budget / 4)`` largest entries (the
+    share of columns a support of ``budget`` entries per row would keep; 0 when ``budget`` is 0)."""
     from .sinkhorn import _Engine, sinkhorn
 
     gen = torch.Generator().manual_seed(seed)
@@ -112,7 +107,9 @@ def coarse_potentials(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, sy
     la, lb = wa.log(), wb.log()
     missing = 0.0
     if budget and r.converged:
-        keep = max(1, int(budget * len(cj) / cost.m))
+        # the budget's share of the coarse columns, but never under a quarter of the budget: a
+        # concentrated plan (a self term) keeps its few heavy entries at any size
+        keep = max(1, int(budget * len(cj) / cost.m), budget // 4)
         if keep < len(cj):
             P = (r.f.unsqueeze(1) + r.g.unsqueeze(0) - sub.dense()).div_(eps).add_(la.unsqueeze(1)).add_(lb).exp_()
             missing = float(P.sum() - P.topk(keep, dim=1).values.sum())
@@ -120,75 +117,136 @@ def coarse_potentials(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, sy
     # g_j = -eps LSE_{i in S} (f_i / eps + log a_i - C_ij / eps), over all columns j
     g = -eps * _Engine(cost.subset(ri, None), "online", 0, block_elements).col_lse(r.f / eps + la, eps)
     if symmetric:
-        return g, g, missing
+        f = _symmetric_extension(g, r.f / eps + la, ri, a, eps)
+        return f, f, missing
     f = -eps * _Engine(cost.subset(None, cj), "online", 0, block_elements).row_lse(r.g / eps + lb, eps)
     return f, g, missing
 
 
+def _symmetric_extension(g: Tensor, own: Tensor, ri: Tensor, a: Tensor, eps: float) -> Tensor:
+    """Potentials of a symmetric problem from its subsample's: the fixed point ``exp(-f_j / eps) =
+    a_j exp(f_j / eps) + A_j`` of the full problem with the point's own term kept exact (``C_jj =
+    0``) and the others, ``A_j = sum_{i != j} a_i exp((f_i - C_ij) / eps)``, estimated on the
+    subsample (``-eps log A_j`` is its c-transform ``g``, less the point's own term for subsample
+    points). The plain c-transform leaves out the own term, which dominates at a small epsilon:
+    points far from the subsample got potentials 10-35 epsilons too large (MNIST 10k self term,
+    3,000 subsample), and a support selected with them missed the mass."""
+    logA = (-g / eps).double()
+    la = logA[ri]  # own: log of the subsample point's own term in that sum, f_i / eps + log a_i
+    logA[ri] = la + torch.log1p(-torch.exp(own.double() - la).clamp(max=1.0 - 1e-12))
+    A, w = logA.exp(), a.double()
+    # a_j z^2 + A_j z - 1 = 0 with z = exp(f_j / eps), solved without cancellation
+    z = 2.0 / (A + (A * A + 4.0 * w).sqrt())
+    return (eps * z.log()).to(g.dtype)
+
+
+def _scores(cost: PointCloudCost, fac, f: Tensor, g: Tensor, eps: float, i0: int, i1: int, j0: int, j1: int) -> Tensor:
+    """The scores ``(f_i + g_j - C_ij) / eps`` of a tile: one matrix product of the cost's
+    :meth:`~otdata.ot.costs.PointCloudCost.score_factors` when it has them."""
+    if fac is not None:
+        return torch.mm(fac[0][i0:i1], fac[1][j0:j1].T)
+    Ct = cost.tile(i0, i1, j0, j1)
+    return torch.sub(g[j0:j1].unsqueeze(0), Ct).add_(f[i0:i1].unsqueeze(1)).div_(eps)
+
+
+def _start_threshold(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, per_row: int, rows: int = 256,
+                     seed: int = 1) -> float:
+    """The score above which ``per_row`` entries per row are expected, from ``rows`` random rows:
+    a threshold that keeps a pass within its memory budget from the start."""
+    gen = torch.Generator().manual_seed(seed)
+    ri = torch.randperm(cost.n, generator=gen)[:rows].to(f.device)
+    with torch.no_grad():
+        S = torch.sub(g.unsqueeze(0), cost.subset(ri, None).block(0, len(ri))).add_(f[ri].unsqueeze(1)).div_(eps)
+        kth = min(S.numel(), max(1, per_row * len(ri)))
+        return float(S.flatten().topk(kth).values[-1])
+
+
 def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: int, threshold: float,
-                   block_elements: int, symmetric: bool = False):
+                   block_elements: int, symmetric: bool = False, b: Tensor | None = None):
     """One pass over the cost keeping the entries that can carry mass; returns the support and, per
-    row, an upper bound ``m_i`` of the scores ``s_ij = (f_i + g_j - C_ij) / eps`` it leaves out.
+    row, ``log X_i`` with ``X_i = sum_{j not kept} b_j exp(s_ij)`` the weighted mass it leaves out
+    for the scores ``s_ij = (f_i + g_j - C_ij) / eps`` of these potentials (``b``: the column
+    weights, uniform by default).
 
     Non-symmetric: each row keeps its ``k`` largest scores and every score above ``-threshold``,
     at most ``2 k`` (then the ``2 k`` largest). Symmetric (``f = g``, ``C = C^T``):
     :func:`select_symmetric`."""
+    if b is None:
+        b = torch.full((cost.m,), 1.0 / cost.m, dtype=f.dtype, device=f.device)
     if symmetric:
-        return select_symmetric(cost, f, eps, k, threshold)
+        return select_symmetric(cost, f, eps, k, threshold, b=b)
     rows, cols, vals = [], [], []
     k = min(k, cost.m)
-    mrow = torch.full((cost.n,), -threshold, dtype=f.dtype, device=f.device)
+    X = torch.zeros(cost.n, dtype=torch.float64, device=f.device)
+    fac = cost.score_factors(f, g, 1.0 / eps)
+    step = max(1, block_elements // max(cost.m, 1))
     with torch.no_grad():
-        for i0, i1, Cb in _blocks(cost, block_elements):
-            S = torch.sub(g.unsqueeze(0), Cb).add_(f[i0:i1].unsqueeze(1)).div_(eps)
+        for i0 in range(0, cost.n, step):
+            i1 = min(cost.n, i0 + step)
+            S = _scores(cost, fac, f, g, eps, i0, i1, 0, cost.m)
             keep = S > -threshold
             over = keep.sum(1) > 2 * k
             if bool(over.any()):  # loose potentials: bound the memory (those rows keep their 2k best)
                 top = S[over].topk(min(2 * k, cost.m), dim=1)
-                sub = torch.zeros_like(keep[over]).scatter_(1, top.indices, True)
-                keep[over] = sub
-                mrow[i0:i1][over] = torch.maximum(top.values[:, -1], mrow[i0:i1][over])
+                keep[over] = torch.zeros_like(keep[over]).scatter_(1, top.indices, True)
             keep.scatter_(1, S.topk(k, dim=1).indices, True)
             r, c = keep.nonzero(as_tuple=True)
-            vals.append(Cb[r, c])
+            vals.append(f[r + i0] + g[c] - eps * S[r, c])  # C_ij from its score
             rows.append((r + i0).to(torch.int32))
             cols.append(c.to(torch.int32))
-    return SparseSupport(torch.cat(rows), torch.cat(cols), torch.cat(vals), cost.n, cost.m), mrow
+            X[i0:i1] = torch.mv(S.masked_fill_(keep, -math.inf).exp_(), b).double()
+    return SparseSupport(torch.cat(rows), torch.cat(cols), torch.cat(vals), cost.n, cost.m), X.log()
 
 
-def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, threshold: float, tile: int = TILE):
+def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, threshold: float, tile: int = TILE,
+                     b: Tensor | None = None):
     """Half pass over a symmetric cost: tiles ``(I, J)`` with ``J >= I`` only (the diagonal tiles'
     upper triangle), each entry kept on both sides, so the support is exactly symmetric (its values
-    too). Keeps every score above a global threshold ``t`` (start ``-threshold``) and the
-    diagonal; when the kept entries exceed ``k n`` (upper half; ``2 k`` per row on average), ``t``
-    is raised to halve them and the entries below it are dropped. Every row's bound is the final
-    ``t``."""
+    too). Keeps every score above a global threshold ``t`` and the diagonal. ``t`` starts at
+    ``-threshold`` or higher, where a sample of rows expects ``1.5 k`` entries per row; when the kept
+    entries still exceed ``k n`` (upper half; ``2 k`` per row on average), ``t`` is raised to halve
+    them and the entries below it are dropped (their mass counted as left out). Returns the support
+    and ``log X_i`` (:func:`select_support`)."""
     n = cost.n
-    t = -threshold
+    w = torch.full((n,), 1.0 / n, dtype=f.dtype, device=f.device) if b is None else b
     budget = max(k * n, n)
+    t = max(-threshold, _start_threshold(cost, f, f, eps, (3 * k) // 2))
+    X = torch.zeros(n, dtype=torch.float64, device=f.device)
     R, Cc, V = [], [], []
     total = 0
+    fac = cost.score_factors(f, f, 1.0 / eps)
     with torch.no_grad():
         for i0 in range(0, n, tile):
             i1 = min(n, i0 + tile)
             for j0 in range(i0, n, tile):
                 j1 = min(n, j0 + tile)
-                Ct = cost.tile(i0, i1, j0, j1)
-                S = torch.sub(f[j0:j1].unsqueeze(0), Ct).add_(f[i0:i1].unsqueeze(1)).div_(eps)
+                diag = j0 == i0
+                S = _scores(cost, fac, f, f, eps, i0, i1, j0, j1)
+                if diag:  # the upper triangle's values on both sides: exactly symmetric
+                    S = torch.triu(S) + torch.triu(S, 1).T
                 keep = S > t
-                if j0 == i0:
-                    keep.triu_()
+                if diag:
                     keep.diagonal().fill_(True)
-                r, c = keep.nonzero(as_tuple=True)
+                    r, c = keep.triu().nonzero(as_tuple=True)
+                else:
+                    r, c = keep.nonzero(as_tuple=True)
                 R.append((r + i0).to(torch.int32))
                 Cc.append((c + j0).to(torch.int32))
-                V.append(Ct[r, c])
+                V.append(f[r + i0] + f[c + j0] - eps * S[r, c])  # C_ij from its score
+                E = S.masked_fill_(keep, -math.inf).exp_()
+                X[i0:i1] += torch.mv(E, w[j0:j1]).double()
+                if not diag:
+                    X[j0:j1] += torch.mv(E.T, w[i0:i1]).double()
                 total += int(r.numel())
                 if total > budget:  # raise t to the median score of the kept entries
                     R, Cc, V = [torch.cat(R)], [torch.cat(Cc)], [torch.cat(V)]
-                    s = (f[R[0]] + f[Cc[0]] - V[0]).div_(eps)
-                    t = max(t, float(s.median()))
-                    keep = (s > t) | (R[0] == Cc[0])
+                    sc = (f[R[0]] + f[Cc[0]] - V[0]).div_(eps)
+                    t = max(t, float(sc.median()))
+                    keep = (sc > t) | (R[0] == Cc[0])
+                    drop = ~keep
+                    ds, dr, dc = sc[drop].double().exp(), R[0][drop].long(), Cc[0][drop].long()
+                    X.index_add_(0, dr, ds * w[dc].double())
+                    X.index_add_(0, dc, ds * w[dr].double())
                     R, Cc, V = [R[0][keep]], [Cc[0][keep]], [V[0][keep]]
                     total = int(keep.sum())
         r, c, v = torch.cat(R), torch.cat(Cc), torch.cat(V)
@@ -197,8 +255,7 @@ def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, thresh
         del r, c, v, off, R, Cc, V
         order = torch.argsort(rows.long() * n + cols.long())
         rows, cols, vals = rows[order], cols[order], vals[order]
-    mrow = torch.full((n,), t, dtype=f.dtype, device=f.device)
-    return SparseSupport(rows, cols, vals, n, n, symmetric=True), mrow
+    return SparseSupport(rows, cols, vals, n, n, symmetric=True), X.log()
 
 
 def sparse_iterations(sup: SparseSupport, f: Tensor, g: Tensor, a: Tensor, b: Tensor, eps: float,
@@ -237,11 +294,12 @@ def sparse_iterations(sup: SparseSupport, f: Tensor, g: Tensor, a: Tensor, b: Te
     return f, g, it, err
 
 
-def certify(sup: SparseSupport, f: Tensor, g: Tensor, f0: Tensor, g0: Tensor, mrow: Tensor, a: Tensor,
+def certify(sup: SparseSupport, f: Tensor, g: Tensor, f0: Tensor, g0: Tensor, logx: Tensor, a: Tensor,
             b: Tensor, eps: float):
     """Certificate of the potentials ``(f, g)`` on the full problem without a pass over it: the
     marginals and ``<pi, C>`` of the plan on the support (float64) and ``out``, a bound of the plan's
-    mass outside it (module docstring, step 4). Returns ``row_err, col_err, tc, out`` where the
+    mass outside it from ``logx = log X`` of the selection with ``(f0, g0)`` (module docstring,
+    step 4). Returns ``row_err, col_err, tc, out`` where the
     errors are upper bounds of the L1 marginal errors of the full plan."""
     with torch.no_grad():
         rows, cols = sup.rows.long(), sup.cols.long()
@@ -252,7 +310,7 @@ def certify(sup: SparseSupport, f: Tensor, g: Tensor, f0: Tensor, g0: Tensor, mr
         tc = float((P * sup.vals.double()).sum())
         del P
         dg = float(((g - g0) / eps).max())
-        out = float((a.double() * (mrow.double() + (f - f0).double() / eps + dg).exp()).sum())
+        out = float((a.double() * (logx.double() + (f - f0).double() / eps + dg).exp()).sum())
         row_err = float((row - a.double()).abs().sum()) + out
         col_err = float((col - b.double()).abs().sum()) + out
     return row_err, col_err, tc, out
@@ -278,14 +336,14 @@ def solve_sparse(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, symmetr
         cmax, scale = cost.max_value(), cost.mean_value(a, b)
         total, err, tc, nnz = 0, math.inf, math.nan, 0
         for attempt in range(2):
-            sup, mrow = select_support(cost, f, g, eps, k << attempt, threshold, block_elements, symmetric)
+            sup, logx = select_support(cost, f, g, eps, k << attempt, threshold, block_elements, symmetric, b)
             nnz = sup.nnz
             f1, g1, it, _ = sparse_iterations(sup, f, g, a, b, eps, max_iter, 0.5 * tol, overrelax)
             total += it
             if not bool(torch.isfinite(f1).all() and torch.isfinite(g1).all()):
                 del sup
                 break  # a row or column without support: keep the earlier potentials
-            row_err, col_err, tc, out = certify(sup, f1, g1, f, g, mrow, a, b, eps)
+            row_err, col_err, tc, out = certify(sup, f1, g1, f, g, logx, a, b, eps)
             del sup
             f, g = f1, g1
             err = max(row_err, col_err)
