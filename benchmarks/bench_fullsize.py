@@ -126,12 +126,14 @@ def main():
            if args.device.startswith("cuda") else "")
     sx, sy = out["self term MNIST"], out[f"self term {args.target}"]
     print("| pair | device | wall s (stats+labels / self 1 / self 2 / cross) | peak RSS MB | value <pi,C> | "
-          "S_eps | iterations (xx, yy, xy) | backends | converged | load avg (start, end) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "S_eps | iterations (xx, yy, xy) | backends | converged | max marginal error | load avg (start, end) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     ph = " / ".join(f"{v:.1f}" for v in times.values())
+    how = lambda x: x.backend + ("+full passes" if x.escalated else "")
     print(f"| MNIST {n1:,} vs {args.target} {n2:,} | {args.device} | **{wall:.1f}** ({t_prep:.1f}+ / {ph}) | "
           f"{rss:.0f}{dev} | {r.value:.4f} | {r.divergence:.4f} | {sx.n_iter}, {sy.n_iter}, {r.n_iter} | "
-          f"{sx.backend}, {sy.backend}, {r.backend} | {r.converged} | {load1:.1f}, {os.getloadavg()[0]:.1f} |")
+          f"{how(sx)}, {how(sy)}, {how(r._solved())} | {r.converged} | {r.marginal_error:.1e} | "
+          f"{load1:.1f}, {os.getloadavg()[0]:.1f} |")
 
 
 if __name__ == "__main__":

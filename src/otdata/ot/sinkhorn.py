@@ -54,6 +54,9 @@ SINGLE_THREAD_ELEMENTS = 1 << 24
 #: elements per row block (rows * m) for the blocked log-sum-exp.
 DEFAULT_BLOCK_ELEMENTS = 1 << 23
 
+#: rows per block of a full pass computed from score factors (one product per block).
+FUSED_ROWS = 512
+
 #: problems with at least this many cost entries log their full passes (progress and time left).
 PROGRESS_ELEMENTS = 1 << 28
 
@@ -146,7 +149,10 @@ class _Engine:
         G = eps * h  # C_ij = G_j - eps L_ij
         fac = self.cost.score_factors(None, G, 1.0 / eps) if self.C is None and isinstance(
             self.cost, PointCloudCost) else None
-        for i0, i1, Cb in self.blocks(fac is None):
+        # with the factors, bigger row blocks: fewer products, each re-reading (packing) all of B
+        blocks = self.blocks() if fac is None else (
+            (i0, min(self.cost.n, i0 + FUSED_ROWS), None) for i0 in range(0, self.cost.n, FUSED_ROWS))
+        for i0, i1, Cb in blocks:
             # L_ij = h_j - C_ij / eps: from the cost block, or one product of the score factors
             L = torch.sub(h.unsqueeze(0), Cb, alpha=1.0 / eps) if fac is None else torch.mm(fac[0][i0:i1], fac[1].T)
             L0 = L.clone() if want_tc and fac is not None else None

@@ -39,15 +39,22 @@ from torch import Tensor
 from .costs import PointCloudCost
 
 #: entries kept per row, and the threshold (in epsilons below the potentials' bound) for the rest.
-DEFAULT_K = 256
+DEFAULT_K = 512
 DEFAULT_THRESHOLD = 30.0
 _ABSORB = 20.0
 #: rows and columns of the coarse subsample problem.
 COARSE_SIZE = 3000
 #: rows (and columns) of a tile in a symmetric problem's half pass.
 TILE = 2048
+#: a symmetric support leaves out at most this many ``tol`` of the mass (estimated on a row sample).
+MASS_TARGET = 0.05
 #: the truncation is skipped when the coarse plan predicts a missing mass above this many ``tol``.
 DIFFUSE_FACTOR = 10.0
+
+
+def _chunks(total: int, size: int = 1 << 22):
+    for c0 in range(0, total, size):
+        yield c0, min(total, c0 + size)
 
 
 class SparseSupport:
@@ -73,14 +80,21 @@ class SparseSupport:
     def kernels(self, f: Tensor, g: Tensor, eps: float):
         """``K_ij = exp((f_i + g_j - C_ij) / eps)`` on the support, each row's maximum shifted to 1
         (the shift moved into ``f``), as CSR matrices ``K`` and ``K^T``; returns ``K, K^T, f, u0``."""
-        T = (f[self.rows] + g[self.cols] - self.vals).div_(eps)
-        s = torch.full((self.n,), -math.inf, dtype=T.dtype, device=T.device).scatter_reduce(
-            0, self.rows.long(), T, "amax")
+        # chunks of entries: no temporary of the support's size besides K itself
+        T = torch.empty_like(self.vals)
+        for c0, c1 in _chunks(self.nnz):
+            r, c = self.rows[c0:c1], self.cols[c0:c1]
+            torch.sub(f[r] + g[c], self.vals[c0:c1], out=T[c0:c1]).div_(eps)
+        s = torch.segment_reduce(T, "max", lengths=self.crow.diff(), unsafe=True)  # rows sorted (CSR)
         s = torch.where(torch.isfinite(s), s, torch.zeros_like(s))
         if self.symmetric:  # half the shift on each side keeps K symmetric
             s = 0.5 * s
-            T.sub_(s[self.cols])
-        K = T.sub_(s[self.rows]).exp_()
+        for c0, c1 in _chunks(self.nnz):
+            blk = T[c0:c1].sub_(s[self.rows[c0:c1]])
+            if self.symmetric:
+                blk.sub_(s[self.cols[c0:c1]])
+            blk.exp_()
+        K = T
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's sparse CSR beta notice
             Kr = torch.sparse_csr_tensor(self.crow, self.cols, K, (self.n, self.m))
@@ -149,20 +163,29 @@ def _scores(cost: PointCloudCost, fac, f: Tensor, g: Tensor, eps: float, i0: int
     return torch.sub(g[j0:j1].unsqueeze(0), Ct).add_(f[i0:i1].unsqueeze(1)).div_(eps)
 
 
-def _start_threshold(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, per_row: int, rows: int = 256,
-                     seed: int = 1) -> float:
-    """The score above which ``per_row`` entries per row are expected, from ``rows`` random rows:
-    a threshold that keeps a pass within its memory budget from the start."""
+def _start_threshold(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, per_row: int, target: float = 0.0,
+                     b: Tensor | None = None, rows: int = 256, seed: int = 1) -> float:
+    """A first threshold from ``rows`` random rows: the lowest score that keeps about ``per_row``
+    entries per row (the memory budget), raised to the highest one whose left-out mass ``sum_j b_j
+    exp(s_ij)`` per row stays below ``target`` on average (``0``: no such raise)."""
     gen = torch.Generator().manual_seed(seed)
     ri = torch.randperm(cost.n, generator=gen)[:rows].to(f.device)
     with torch.no_grad():
         S = torch.sub(g.unsqueeze(0), cost.subset(ri, None).block(0, len(ri))).add_(f[ri].unsqueeze(1)).div_(eps)
         kth = min(S.numel(), max(1, per_row * len(ri)))
-        return float(S.flatten().topk(kth).values[-1])
+        t = float(S.flatten().topk(kth).values[-1])
+        if target > 0:
+            w = (torch.full((cost.m,), 1.0 / cost.m, dtype=S.dtype, device=S.device) if b is None else b)
+            vals, order = S.flatten().sort()
+            mass = (vals.double().exp() * w.double().repeat(len(ri))[order]).cumsum(0) / len(ri)
+            below = int(torch.searchsorted(mass, torch.tensor([target], dtype=mass.dtype, device=mass.device)))
+            if below > 0:
+                t = max(t, float(vals[below - 1]))
+        return t
 
 
 def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: int, threshold: float,
-                   block_elements: int, symmetric: bool = False, b: Tensor | None = None):
+                   block_elements: int, symmetric: bool = False, b: Tensor | None = None, target: float = 0.0):
     """One pass over the cost keeping the entries that can carry mass; returns the support and, per
     row, ``log X_i`` with ``X_i = sum_{j not kept} b_j exp(s_ij)`` the weighted mass it leaves out
     for the scores ``s_ij = (f_i + g_j - C_ij) / eps`` of these potentials (``b``: the column
@@ -174,7 +197,7 @@ def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: in
     if b is None:
         b = torch.full((cost.m,), 1.0 / cost.m, dtype=f.dtype, device=f.device)
     if symmetric:
-        return select_symmetric(cost, f, eps, k, threshold, b=b)
+        return select_symmetric(cost, f, eps, k, threshold, b=b, target=target)
     rows, cols, vals = [], [], []
     k = min(k, cost.m)
     X = torch.zeros(cost.n, dtype=torch.float64, device=f.device)
@@ -199,18 +222,19 @@ def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: in
 
 
 def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, threshold: float, tile: int = TILE,
-                     b: Tensor | None = None):
+                     b: Tensor | None = None, target: float = 0.0):
     """Half pass over a symmetric cost: tiles ``(I, J)`` with ``J >= I`` only (the diagonal tiles'
     upper triangle), each entry kept on both sides, so the support is exactly symmetric (its values
     too). Keeps every score above a global threshold ``t`` and the diagonal. ``t`` starts at
-    ``-threshold`` or higher, where a sample of rows expects ``1.5 k`` entries per row; when the kept
+    ``-threshold`` or higher: where a sample of rows expects ``1.5 k`` entries per row, or higher
+    still where the sample leaves out less than ``target`` of the mass per row; when the kept
     entries still exceed ``k n`` (upper half; ``2 k`` per row on average), ``t`` is raised to halve
     them and the entries below it are dropped (their mass counted as left out). Returns the support
     and ``log X_i`` (:func:`select_support`)."""
     n = cost.n
     w = torch.full((n,), 1.0 / n, dtype=f.dtype, device=f.device) if b is None else b
     budget = max(k * n, n)
-    t = max(-threshold, _start_threshold(cost, f, f, eps, (3 * k) // 2))
+    t = max(-threshold, _start_threshold(cost, f, f, eps, (3 * k) // 2, target, w))
     X = torch.zeros(n, dtype=torch.float64, device=f.device)
     R, Cc, V = [], [], []
     total = 0
@@ -250,11 +274,16 @@ def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, thresh
                     R, Cc, V = [R[0][keep]], [Cc[0][keep]], [V[0][keep]]
                     total = int(keep.sum())
         r, c, v = torch.cat(R), torch.cat(Cc), torch.cat(V)
+        del R, Cc, V
         off = r != c
         rows, cols, vals = torch.cat([r, c[off]]), torch.cat([c, r[off]]), torch.cat([v, v[off]])
-        del r, c, v, off, R, Cc, V
-        order = torch.argsort(rows.long() * n + cols.long())
-        rows, cols, vals = rows[order], cols[order], vals[order]
+        del r, c, v, off
+        # rows in order (CSR); one gather at a time keeps the peak near the support's own size
+        order = torch.sort(rows, stable=True).indices
+        rows = rows[order]
+        cols = cols[order]
+        vals = vals[order]
+        del order
     return SparseSupport(rows, cols, vals, n, n, symmetric=True), X.log()
 
 
@@ -302,13 +331,16 @@ def certify(sup: SparseSupport, f: Tensor, g: Tensor, f0: Tensor, g0: Tensor, lo
     step 4). Returns ``row_err, col_err, tc, out`` where the
     errors are upper bounds of the L1 marginal errors of the full plan."""
     with torch.no_grad():
-        rows, cols = sup.rows.long(), sup.cols.long()
-        P = (f[rows].double() + g[cols].double() - sup.vals.double()).div_(eps).exp_()
-        P.mul_(a.double()[rows]).mul_(b.double()[cols])
-        row = torch.zeros(sup.n, dtype=torch.float64, device=f.device).index_add_(0, rows, P)
-        col = torch.zeros(sup.m, dtype=torch.float64, device=f.device).index_add_(0, cols, P)
-        tc = float((P * sup.vals.double()).sum())
-        del P
+        f64, g64, a64, b64 = f.double(), g.double(), a.double(), b.double()
+        row = torch.zeros(sup.n, dtype=torch.float64, device=f.device)
+        col = torch.zeros(sup.m, dtype=torch.float64, device=f.device)
+        tc = 0.0
+        for c0, c1 in _chunks(sup.nnz):  # float64 in chunks of entries
+            rows, cols, v = sup.rows[c0:c1].long(), sup.cols[c0:c1].long(), sup.vals[c0:c1].double()
+            P = (f64[rows] + g64[cols] - v).div_(eps).exp_().mul_(a64[rows]).mul_(b64[cols])
+            row.index_add_(0, rows, P)
+            col.index_add_(0, cols, P)
+            tc += float(P @ v)
         dg = float(((g - g0) / eps).max())
         out = float((a.double() * (logx.double() + (f - f0).double() / eps + dg).exp()).sum())
         row_err = float((row - a.double()).abs().sum()) + out
@@ -336,7 +368,8 @@ def solve_sparse(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, symmetr
         cmax, scale = cost.max_value(), cost.mean_value(a, b)
         total, err, tc, nnz = 0, math.inf, math.nan, 0
         for attempt in range(2):
-            sup, logx = select_support(cost, f, g, eps, k << attempt, threshold, block_elements, symmetric, b)
+            sup, logx = select_support(cost, f, g, eps, k << attempt, threshold, block_elements, symmetric, b,
+                                       MASS_TARGET * tol)
             nnz = sup.nnz
             f1, g1, it, _ = sparse_iterations(sup, f, g, a, b, eps, max_iter, 0.5 * tol, overrelax)
             total += it
