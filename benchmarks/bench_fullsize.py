@@ -71,7 +71,8 @@ def main():
     load1 = os.getloadavg()[0]
 
     def say(msg):
-        print(f"[{time.perf_counter() - t0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"[{time.perf_counter() - t0:7.1f} s, peak RSS {peak:5.0f} MB] {msg}", file=sys.stderr, flush=True)
 
     X1, y1, X2, y2 = load(args.data_dir, args.target, args.n1, args.n2 or 60000)
     X1, X2 = X1.to(args.device), X2.to(args.device)

@@ -54,6 +54,9 @@ SINGLE_THREAD_ELEMENTS = 1 << 24
 #: elements per row block (rows * m) for the blocked log-sum-exp.
 DEFAULT_BLOCK_ELEMENTS = 1 << 23
 
+#: steps remembered by the Anderson acceleration of full passes.
+ANDERSON_DEPTH = 5
+
 #: rows per block of a full pass computed from score factors (one product per block).
 FUSED_ROWS = 512
 
@@ -381,7 +384,7 @@ def _solve_online(engine, f, g, a, b, loga, logb, schedule, max_iter, tol, symme
     total = len(schedule) - 1 + max_iter
     big = engine.cost.n * engine.cost.m >= PROGRESS_ELEMENTS
     t0, errs, best = time.perf_counter(), [], math.inf
-    acc = _Anderson(5, b) if accelerate and not symmetric else None
+    acc = _Anderson(ANDERSON_DEPTH, b) if accelerate and not symmetric else None
     while it < total:
         e = schedule[min(it, len(schedule) - 1)]
         at_target = it >= len(schedule) - 1
