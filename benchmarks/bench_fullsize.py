@@ -23,6 +23,7 @@ import logging
 import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,9 +71,25 @@ def main():
     t0 = time.perf_counter()
     load1 = os.getloadavg()[0]
 
+    rss = {"now": 0.0, "max": 0.0}
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def sample():  # resident memory every 0.1 s: the peak of each phase, not only of the process
+        while True:
+            with open("/proc/self/statm") as fh:
+                rss["now"] = int(fh.read().split()[1]) * page
+            rss["max"] = max(rss["max"], rss["now"])
+            time.sleep(0.1)
+
+    if os.path.exists("/proc/self/statm"):
+        threading.Thread(target=sample, daemon=True).start()
+
     def say(msg):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"[{time.perf_counter() - t0:7.1f} s, peak RSS {peak:5.0f} MB] {msg}", file=sys.stderr, flush=True)
+        phase = f", phase peak {rss['max']:5.0f} MB, now {rss['now']:5.0f} MB" if rss["max"] else ""
+        rss["max"] = rss["now"]
+        print(f"[{time.perf_counter() - t0:7.1f} s, peak RSS {peak:5.0f} MB{phase}] {msg}", file=sys.stderr,
+              flush=True)
 
     X1, y1, X2, y2 = load(args.data_dir, args.target, args.n1, args.n2 or 60000)
     X1, X2 = X1.to(args.device), X2.to(args.device)
