@@ -139,3 +139,27 @@ def test_diffuse_plan_skips_the_truncation_and_is_certified(monkeypatch):
     assert float(r.entropic) == pytest.approx(float(ref.entropic), rel=1e-4)
     row, col, _ = _full_errors(cost, r.f, r.g, eps)
     assert max(row, col) < 1e-4
+
+
+def test_moderately_diffuse_plan_warm_starts_the_full_passes(monkeypatch):
+    # a coarse plan that misses a few tol: one truncated solve, then full passes from its potentials
+    coarse = sp.coarse_potentials
+
+    def missing_5tol(*args, **kwargs):
+        f, g, _ = coarse(*args, **{**kwargs, "size": 150})
+        return f, g, 5e-4
+
+    monkeypatch.setattr(sp, "coarse_potentials", missing_5tol)
+    cost = _cost(400, 300)
+    a, b = _uniform(400), _uniform(300)
+    eps = 0.02 * cost.mean_value(a, b)
+    out = sp.solve_sparse(cost, a, b, eps, False, 500, 1e-4, 50_000, k=8)
+    assert not out[4] and out[6] > 0 and bool(torch.isfinite(out[0]).all())
+    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, k=8))
+    kw = dict(differentiable=False, tol=1e-5, max_iter=3000)
+    r = sinkhorn(None, None, cost, eps, backend="sparse", **kw)
+    ref = sinkhorn(None, None, cost, eps, backend="dense", **kw)
+    assert r.escalated and r.converged
+    assert float(r.transport_cost) == pytest.approx(float(ref.transport_cost), rel=1e-4)
+    row, col, _ = _full_errors(cost, r.f, r.g, eps)
+    assert max(row, col) < 2e-5
