@@ -20,7 +20,9 @@
 #
 # What it installs (the reference's import chain for `otdd.pytorch.distance` and
 # `otdd.pytorch.flows`; never otdata's own dependencies, never its pyproject):
-#   geomloss==0.2.6   the reference's Sinkhorn (0.3 changed internals the reference relies on)
+#   geomloss==0.2.6   the reference's Sinkhorn, pinned to the release the comparison is specified
+#                     with, so that its numbers do not move with GeomLoss releases (otdata's package
+#                     does not import GeomLoss; only benchmarks/bench_distance.py does)
 #   scikit-learn, joblib, threadpoolctl, narwhals   (k_means/DBSCAN/TSNE imports; joblib in wasserstein.py)
 #   seaborn, adjustText   (otdd/plotting.py, imported by distance.py)
 #   munkres   (otdd/pytorch/utils.py)
