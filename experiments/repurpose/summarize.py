@@ -7,13 +7,14 @@ A folder may hold any subset of the datasets (one process per dataset and seed i
 grouped by dataset and flowed-sample size with :func:`otdata.summary.over_seeds` (the same grouping
 as a `-m seed=0,1,2` sweep's `summary_seeds`), and the `seeds` column says how many rows a group
 averages. Prints three Markdown tables (the paper's protocol, the correspondence protocol, the
-costs), numbers rounded to two decimals. `--csv FILE` also writes the groups as one table: each
-number's mean in its own column and its standard deviation in `<column>_std`.
+costs), numbers rounded to two decimals. `--csv FILE` also writes the groups as tables (one per
+protocol): each number's mean in its own column and its standard deviation in `<column>_std`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from otdata.summary import over_seeds
@@ -43,18 +44,43 @@ def table(groups: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def other_protocol(column: str, protocol: str) -> bool:
+    """Whether a column (or its `_std`) belongs to the protocol that is not `protocol`."""
+    name = column.removesuffix("_std")
+    if protocol == "identity":
+        return name.endswith("_correspondence")
+    return name.endswith("_identity") or name == "baseline_from_scratch"
+
+
+def protocol_groups(rows: list[dict], columns: list[str]) -> list[dict]:
+    """`over_seeds` groups of the rows that have any of `columns` (a protocol may have been run for
+    fewer seeds than the other), so each group's `seeds` counts what its numbers average."""
+    return over_seeds([r for r in rows if any(r.get(c) is not None for c in columns)],
+                      ["n_flow"], ["repurpose"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", help="run folders, each with a repurpose.csv")
-    parser.add_argument("--csv", help="also write the mean/std table to this .csv (and .md)")
+    parser.add_argument("--csv", help="also write the groups to this .csv (and .md), and those of the "
+                                      "correspondence protocol to <name>_correspondence.csv")
     args = parser.parse_args()
+    missing = [f for f in args.folders if not (Path(f) / "repurpose.csv").is_file()]
+    if missing:
+        sys.exit(f"No repurpose.csv in {', '.join(missing)}: is the run still going, or did it stop "
+                 "before its first dataset? Leave those folders out.")
     rows = [r for folder in args.folders for r in read_csv(Path(folder) / "repurpose.csv")
             if r.get("n_flow") is not None]  # source datasets (the target's row has no flow)
-    groups = over_seeds(rows, ["n_flow"], ["repurpose"])
-    print("\n\n".join(table(groups, columns) for columns in (IDENTITY, CORRESPONDENCE, COSTS)))
+    print("\n\n".join(table(protocol_groups(rows, columns), columns)
+                       for columns in (IDENTITY, CORRESPONDENCE, COSTS)))
     if args.csv:
-        rounded = [{k: round(v, 2) if isinstance(v, float) else v for k, v in g.items()} for g in groups]
-        write_table(rounded, Path(args.csv).with_suffix(""))
+        stem = Path(args.csv).with_suffix("")
+        for protocol, columns in (("identity", IDENTITY), ("correspondence", CORRESPONDENCE)):
+            groups = protocol_groups(rows, columns)
+            keep = [k for k in dict.fromkeys(k for g in groups for k in g) if not other_protocol(k, protocol)]
+            path = stem if protocol == "identity" else stem.with_name(f"{stem.name}_correspondence")
+            write_table([{k: round(v, 2) if isinstance(v, float) else v for k, v in g.items()}
+                         for g in groups], path, columns=keep)
 
 
 if __name__ == "__main__":
