@@ -71,14 +71,14 @@ def main():
     t0 = time.perf_counter()
     load1 = os.getloadavg()[0]
 
-    rss = {"now": 0.0, "max": 0.0}
+    mem = {"now": 0.0, "max": 0.0}
     page = os.sysconf("SC_PAGE_SIZE") / 2**20
 
     def sample():  # resident memory every 0.1 s: the peak of each phase, not only of the process
         while True:
             with open("/proc/self/statm") as fh:
-                rss["now"] = int(fh.read().split()[1]) * page
-            rss["max"] = max(rss["max"], rss["now"])
+                mem["now"] = int(fh.read().split()[1]) * page
+            mem["max"] = max(mem["max"], mem["now"])
             time.sleep(0.1)
 
     if os.path.exists("/proc/self/statm"):
@@ -86,8 +86,8 @@ def main():
 
     def say(msg):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        phase = f", phase peak {rss['max']:5.0f} MB, now {rss['now']:5.0f} MB" if rss["max"] else ""
-        rss["max"] = rss["now"]
+        phase = f", phase peak {mem['max']:5.0f} MB, now {mem['now']:5.0f} MB" if mem["max"] else ""
+        mem["max"] = mem["now"]
         print(f"[{time.perf_counter() - t0:7.1f} s, peak RSS {peak:5.0f} MB{phase}] {msg}", file=sys.stderr,
               flush=True)
 
