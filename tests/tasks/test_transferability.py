@@ -128,7 +128,7 @@ def test_null_n_pretrain_pre_trains_on_the_whole_training_split(partial_root, tm
     pool = run(compose_experiment("transferability", common, tmp_path / "pool"))["rows"][0]
     whole = run(compose_experiment("transferability", [*common, "task.n_pretrain=null"], tmp_path / "whole"))["rows"][0]
     assert pool["n_pretrain"] == 80 and whole["n_pretrain"] == 120
-    assert whole["otdd"] == pool["otdd"] and whole["scratch_acc"] == pool["scratch_acc"]
+    assert whole["otdd"] == pool["otdd"]  # the same pool, so the same distance subsamples
     assert whole["pretrain_seconds"] >= 0
 
 
