@@ -161,18 +161,7 @@ class PointCloudCost(Cost):
             if self.W is not None:
                 d = d + self.lambda_y * self.W[self.lx[i0:i1]][:, self.ly]
             return d
-        d = torch.addmm(self._y2.unsqueeze(0), xb, self.y.T, beta=1.0, alpha=-2.0)
-        d.add_(self._x2[i0:i1].unsqueeze(1)).clamp_min_(0.0)
-        if self.p != 2:
-            d.sqrt_()
-            if self.p != 1:
-                d.pow_(self.p)
-        if self.lambda_x != 1.0:
-            d.mul_(self.lambda_x)
-        if self.W is not None:
-            wb = self.W[self.lx[i0:i1]].index_select(1, self.ly)
-            d.add_(wb, alpha=self.lambda_y)
-        return d
+        return self.tile(i0, i1, 0, len(self.y))  # in place, no autograd
 
     def tile(self, i0: int, i1: int, j0: int, j1: int) -> Tensor:
         """``C[i0:i1, j0:j1]`` without autograd (one matmul of the two slices): the tiles of a
