@@ -86,8 +86,9 @@ class Classifier(L.LightningModule):
                 raise ValueError("num_classes is required when the net has no `num_classes`.")
         # Everything but the module itself goes into the checkpoint (`net_config` rebuilds it).
         self.save_hyperparameters(ignore=["net"])
-        # channels-last convolution weights (the nets' `Normalize` hands them channels-last inputs): ~1.5x faster training of
-        # the small CNNs on CPU, where batch norm and pooling are memory-bound in NCHW
+        # channels-last convolution weights (the nets' `Normalize` hands them channels-last
+        # inputs): ~1.5x faster CPU training of the small CNNs, where batch norm and pooling are
+        # memory-bound in NCHW
         self.net = net.to(memory_format=torch.channels_last)
         self.num_classes = int(num_classes)
         self.train_acc = MulticlassAccuracy(self.num_classes, average="micro")
