@@ -114,6 +114,23 @@ def test_distance_matrix_cache(tmp_path):
     assert m1.values[0, 1] == pytest.approx(dd(X1, y1, X2, y2).value)
 
 
+@pytest.mark.parametrize("label_distance", ["exact", "gaussian"])
+def test_self_label_distances_computed_once_per_dataset(label_distance, monkeypatch):
+    """A prepared dataset's self-term label distances are computed once, however many pairs (each
+    at its own epsilon) it takes part in, and the divergences equal uncached ones."""
+    X1, y1, X2, y2 = _data()
+    dd = DatasetDistance(label_distance=label_distance, tol=1e-6, max_iter=5000)
+    a, b, c = dd.prepare(X1, y1), dd.prepare(X2, y2), dd.prepare(X1[:20] + 1.0, y1[:20])
+    self_calls = []
+    real = dd.label_distances
+    monkeypatch.setattr(dd, "label_distances", lambda u, v: (self_calls.append(u is v) or True) and real(u, v))
+    d_ab, d_ac = dd(a, b).divergence, dd(a, c).divergence
+    assert self_calls.count(True) == 3  # a once (not twice), b once, c once
+    monkeypatch.undo()
+    assert d_ab == pytest.approx(dd(X1, y1, X2, y2).divergence, rel=1e-6)
+    assert d_ac == pytest.approx(dd(X1, y1, X1[:20] + 1.0, y1[:20]).divergence, rel=1e-6)
+
+
 def test_errors():
     X1, y1, X2, y2 = _data()
     dd = DatasetDistance(relative=False, epsilon=0.1)

@@ -245,13 +245,24 @@ class DatasetDistance:
             return PointCloudCost(a.X, b.X, self.p, self.lambda_x)
         return PointCloudCost(a.X, b.X, self.p, self.lambda_x, W.to(a.X.dtype), a.labels, b.labels, self.lambda_y)
 
+    def _self_label_distances(self, c: LabeledCloud) -> Tensor:
+        """``label_distances(c, c)``, cached on ``c`` when no gradient flows through it: a dataset's
+        self term is solved at each pair's epsilon, but its label distances do not depend on it (an
+        exact one is most of a small self term's cost)."""
+        if (self.label_grad and torch.is_grad_enabled()) or c.X.requires_grad:
+            return self.label_distances(c, c)
+        key = ("self-labels", self.label_distance, self.exact_method, self.p, self.solver)
+        if key not in c.cache:
+            c.cache[key] = self.label_distances(c, c)
+        return c.cache[key]
+
     def _self_term(self, c: LabeledCloud, epsilon: float) -> SinkhornResult:
         """``OT_eps(D, D)`` (symmetric solve), cached on ``c`` when its features carry no gradient."""
         cacheable = not c.X.requires_grad
         key = ("self", epsilon, self.lambda_x, self.lambda_y, self.solver)
         if cacheable and key in c.cache:
             return c.cache[key]
-        W = self.label_distances(c, c) if c.labels is not None else None
+        W = self._self_label_distances(c) if c.labels is not None else None
         r = sinkhorn(None, None, self._cost(c, c, W), epsilon, symmetric=True, **self.solver.solve_kwargs())
         if cacheable:
             c.cache[key] = r

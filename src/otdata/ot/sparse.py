@@ -59,6 +59,36 @@ def _chunks(total: int, size: int = 1 << 22):
         yield c0, min(total, c0 + size)
 
 
+class _Entries:
+    """Kept entries ``(row, col, cost)`` written into buffers allocated once (int32, int32, the
+    cost's dtype): appending the pieces of every tile to Python lists and concatenating them at
+    the end interleaves thousands of long-lived pieces with the tiles' temporaries, and the
+    allocator could not return the holes (the MNIST 60k self term held 5.4 GB for a 0.5 GB
+    support). ``capacity`` is a bound the caller guarantees; untouched pages cost no memory."""
+
+    def __init__(self, capacity: int, dtype: torch.dtype, device):
+        self.rows = torch.empty(capacity, dtype=torch.int32, device=device)
+        self.cols = torch.empty(capacity, dtype=torch.int32, device=device)
+        self.vals = torch.empty(capacity, dtype=dtype, device=device)
+        self.size = 0
+
+    def append(self, r: Tensor, c: Tensor, v: Tensor) -> None:
+        k0, k1 = self.size, self.size + r.numel()
+        self.rows[k0:k1], self.cols[k0:k1], self.vals[k0:k1] = r, c, v
+        self.size = k1
+
+    def view(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.rows[:self.size], self.cols[:self.size], self.vals[:self.size]
+
+    def keep(self, mask: Tensor) -> None:
+        """Keep the entries where ``mask`` (over the current ones) is true, in order, in place."""
+        for buf in (self.rows, self.cols, self.vals):
+            kept = buf[:self.size][mask]
+            buf[:kept.numel()] = kept
+            del kept
+        self.size = int(mask.sum())
+
+
 class SparseSupport:
     """Edges ``(rows, cols)`` of a truncated cost (sorted by row) and their cost values, with the
     column-sorted order kept for the transposed products. ``symmetric``: the support is closed
@@ -200,8 +230,8 @@ def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: in
         b = torch.full((cost.m,), 1.0 / cost.m, dtype=f.dtype, device=f.device)
     if symmetric:
         return select_symmetric(cost, f, eps, k, threshold, b=b, target=target)
-    rows, cols, vals = [], [], []
     k = min(k, cost.m)
+    kept = _Entries(cost.n * min(2 * k, cost.m), f.dtype, f.device)  # at most 2 k per row
     X = torch.zeros(cost.n, dtype=torch.float64, device=f.device)
     fac = cost.score_factors(f, g, 1.0 / eps)
     step = max(1, block_elements // max(cost.m, 1))
@@ -216,11 +246,9 @@ def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: in
                 keep[over] = torch.zeros_like(keep[over]).scatter_(1, top.indices, True)
             keep.scatter_(1, S.topk(k, dim=1).indices, True)
             r, c = keep.nonzero(as_tuple=True)
-            vals.append(f[r + i0] + g[c] - eps * S[r, c])  # C_ij from its score
-            rows.append((r + i0).to(torch.int32))
-            cols.append(c.to(torch.int32))
+            kept.append(r + i0, c, f[r + i0] + g[c] - eps * S[r, c])  # C_ij from its score
             X[i0:i1] = torch.mv(S.masked_fill_(keep, -math.inf).exp_(), b).double()
-    return SparseSupport(torch.cat(rows), torch.cat(cols), torch.cat(vals), cost.n, cost.m), X.log()
+    return SparseSupport(*kept.view(), cost.n, cost.m), X.log()  # unused capacity: never touched
 
 
 def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, threshold: float, tile: int = TILE,
@@ -238,8 +266,7 @@ def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, thresh
     budget = max(k * n, n)
     t = max(-threshold, _start_threshold(cost, f, f, eps, (3 * k) // 2, target, w))
     X = torch.zeros(n, dtype=torch.float64, device=f.device)
-    R, Cc, V = [], [], []
-    total = 0
+    kept = _Entries(budget + tile * tile, f.dtype, f.device)  # compacted to <= budget after every tile
     fac = cost.score_factors(f, f, 1.0 / eps)
     with torch.no_grad():
         for i0 in range(0, n, tile):
@@ -256,30 +283,28 @@ def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, thresh
                     r, c = keep.triu().nonzero(as_tuple=True)
                 else:
                     r, c = keep.nonzero(as_tuple=True)
-                R.append((r + i0).to(torch.int32))
-                Cc.append((c + j0).to(torch.int32))
-                V.append(f[r + i0] + f[c + j0] - eps * S[r, c])  # C_ij from its score
+                kept.append(r + i0, c + j0, f[r + i0] + f[c + j0] - eps * S[r, c])  # C_ij from its score
                 E = S.masked_fill_(keep, -math.inf).exp_()
                 X[i0:i1] += torch.mv(E, w[j0:j1]).double()
                 if not diag:
                     X[j0:j1] += torch.mv(E.T, w[i0:i1]).double()
-                total += int(r.numel())
-                if total > budget:  # raise t to the median score of the kept entries
-                    R, Cc, V = [torch.cat(R)], [torch.cat(Cc)], [torch.cat(V)]
-                    sc = (f[R[0]] + f[Cc[0]] - V[0]).div_(eps)
+                del S, E, keep, r, c
+                if kept.size > budget:  # raise t to the median score of the kept entries
+                    R, Cc, V = kept.view()
+                    sc = (f[R] + f[Cc] - V).div_(eps)
                     t = max(t, float(sc.median()))
-                    keep = (sc > t) | (R[0] == Cc[0])
+                    keep = (sc > t) | (R == Cc)
                     drop = ~keep
-                    ds, dr, dc = sc[drop].double().exp(), R[0][drop].long(), Cc[0][drop].long()
+                    ds, dr, dc = sc[drop].double().exp(), R[drop].long(), Cc[drop].long()
                     X.index_add_(0, dr, ds * w[dc].double())
                     X.index_add_(0, dc, ds * w[dr].double())
-                    R, Cc, V = [R[0][keep]], [Cc[0][keep]], [V[0][keep]]
-                    total = int(keep.sum())
-        r, c, v = torch.cat(R), torch.cat(Cc), torch.cat(V)
-        del R, Cc, V
+                    del R, Cc, V, sc, drop, ds, dr, dc
+                    kept.keep(keep)
+                    del keep
+        r, c, v = kept.view()
         off = r != c
         rows, cols, vals = torch.cat([r, c[off]]), torch.cat([c, r[off]]), torch.cat([v, v[off]])
-        del r, c, v, off
+        del r, c, v, off, kept
         # rows in order (CSR); one gather at a time keeps the peak near the support's own size
         order = torch.sort(rows, stable=True).indices
         rows = rows[order]
