@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from otdata.ot._exp import exp_
 from otdata.ot.costs import MatrixCost, PointCloudCost
 from otdata.ot.gaussian import bures_cross_terms_gram
 from otdata.ot.sinkhorn import sinkhorn
@@ -264,8 +265,8 @@ class FixedTargetOTDD:
     @staticmethod
     def _plan(C: Tensor, res) -> Tensor:
         """The entropic coupling ``a_i b_j exp((f_i + g_j - C_ij) / eps)``, written over ``C``."""
-        return (C.neg_().add_(res.f.unsqueeze(1)).add_(res.g.unsqueeze(0)).div_(res.epsilon)
-                .add_(res.a.log().unsqueeze(1)).add_(res.b.log().unsqueeze(0)).exp_())
+        return exp_(C.neg_().add_(res.f.unsqueeze(1)).add_(res.g.unsqueeze(0)).div_(res.epsilon)
+                    .add_(res.a.log().unsqueeze(1)).add_(res.b.log().unsqueeze(0)))
 
     def _gram_label_costs(self, Xd, x2, G_xy, G_xx, yi, C):
         """``"fixed"`` gaussian label costs from the Gram matrices the feature costs need anyway:

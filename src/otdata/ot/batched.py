@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ._exp import exp_
 from ._threads import single_thread
 from .sinkhorn import SINGLE_THREAD_ELEMENTS
 
@@ -71,7 +72,7 @@ def _build(Cm: Tensor, f: Tensor, g: Tensor, e: Tensor, ma: Tensor):
     T = (f.unsqueeze(2) + g.unsqueeze(1) - Cm).div_(e[:, None, None])
     s = T.amax(2)
     s = torch.where(ma & torch.isfinite(s), s, torch.zeros_like(s))
-    K = T.sub_(s.unsqueeze(2)).exp_()
+    K = exp_(T.sub_(s.unsqueeze(2)))
     return K, f - e[:, None] * s, s.clamp(-_ABSORB, _ABSORB).exp()
 
 

@@ -36,6 +36,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ._threads import single_thread
+from ._exp import exp, exp_
 from .config import BACKENDS, DEFAULT_MAX_DENSE_BYTES, SinkhornConfig
 from .costs import Cost, MatrixCost, PointCloudCost
 from .sparse import solve_sparse
@@ -116,7 +117,7 @@ class _Engine:
             T = torch.sub(h.unsqueeze(0), Cb, alpha=1.0 / eps)
             mx = T.amax(1, keepdim=True)
             mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-            s = T.sub_(mx).exp_().sum(1)
+            s = exp_(T.sub_(mx)).sum(1)
             out[i0:i1] = mx.squeeze(1) + s.log()
         return out
 
@@ -127,7 +128,7 @@ class _Engine:
             T = torch.sub(k[i0:i1].unsqueeze(1), Cb, alpha=1.0 / eps)
             mx = T.amax(0, keepdim=True)
             mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-            s = T.sub_(mx).exp_().sum(0)
+            s = exp_(T.sub_(mx)).sum(0)
             parts.append(mx.squeeze(0) + s.log())
         if len(parts) == 1:
             return parts[0]
@@ -161,7 +162,7 @@ class _Engine:
             L0 = L.clone() if want_tc and fac is not None else None
             mx = L.amax(1, keepdim=True)
             mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-            E = L.sub_(mx).exp_()
+            E = exp_(L.sub_(mx))
             s = E.sum(1)
             Tg = -eps * (mx.squeeze(1) + s.log())
             if omega == 1.0:
@@ -242,7 +243,7 @@ class _DenseKernel:
             mx[i0:i1] = blk.amax(1)
         if not normalise:
             for i0, i1 in self._rows():
-                self.K[i0:i1].exp_()
+                exp_(self.K[i0:i1])
             return f, g, torch.ones_like(f)
         mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
         shift = 0.5 * mx if self.symmetric else mx
@@ -250,7 +251,7 @@ class _DenseKernel:
             blk = self.K[i0:i1].sub_(shift[i0:i1].unsqueeze(1))
             if self.symmetric:
                 blk.sub_(shift.unsqueeze(0))
-            blk.exp_()
+            exp_(blk)
         f = f - e * shift
         u0 = shift.clamp(-self.ABSORB, self.ABSORB).exp_()
         return f, (f if self.symmetric else g), u0
@@ -524,7 +525,7 @@ def _final_pass(engine: _Engine, f, g, loga, logb, eps, differentiable: bool) ->
 
     def contrib(i0, i1, Cb):
         lp = (f[i0:i1].unsqueeze(1) + g.unsqueeze(0) - Cb.detach()) / eps + loga[i0:i1].unsqueeze(1) + logb
-        return (lp.exp() * Cb).sum()
+        return (exp(lp) * Cb).sum()
 
     if not grad and engine.kernel is not None:
         with torch.no_grad():

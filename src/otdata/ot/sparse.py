@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from .costs import PointCloudCost
+from ._exp import exp_
 
 #: entries kept per row, and the threshold (in epsilons below the potentials' bound) for the rest.
 DEFAULT_K = 512
@@ -125,7 +126,7 @@ class SparseSupport:
             blk = T[c0:c1].sub_(s[self.rows[c0:c1]])
             if self.symmetric:
                 blk.sub_(s[self.cols[c0:c1]])
-            blk.exp_()
+            exp_(blk)
         K = T
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's sparse CSR beta notice
@@ -157,7 +158,8 @@ def coarse_potentials(cost: PointCloudCost, a: Tensor, b: Tensor, eps: float, sy
         # concentrated plan (a self term) keeps its few heavy entries at any size
         keep = max(1, int(budget * len(cj) / cost.m), budget // 4)
         if keep < len(cj):
-            P = (r.f.unsqueeze(1) + r.g.unsqueeze(0) - sub.dense()).div_(eps).add_(la.unsqueeze(1)).add_(lb).exp_()
+            P = (r.f.unsqueeze(1) + r.g.unsqueeze(0) - sub.dense()).div_(eps).add_(la.unsqueeze(1)).add_(lb)
+            exp_(P)
             missing = float(P.sum() - P.topk(keep, dim=1).values.sum())
             del P
     # g_j = -eps LSE_{i in S} (f_i / eps + log a_i - C_ij / eps), over all columns j
@@ -247,7 +249,7 @@ def select_support(cost: PointCloudCost, f: Tensor, g: Tensor, eps: float, k: in
             keep.scatter_(1, S.topk(k, dim=1).indices, True)
             r, c = keep.nonzero(as_tuple=True)
             kept.append(r + i0, c, f[r + i0] + g[c] - eps * S[r, c])  # C_ij from its score
-            X[i0:i1] = torch.mv(S.masked_fill_(keep, -math.inf).exp_(), b).double()
+            X[i0:i1] = torch.mv(exp_(S.masked_fill_(keep, -math.inf)), b).double()
     return SparseSupport(*kept.view(), cost.n, cost.m), X.log()  # unused capacity: never touched
 
 
@@ -284,7 +286,7 @@ def select_symmetric(cost: PointCloudCost, f: Tensor, eps: float, k: int, thresh
                 else:
                     r, c = keep.nonzero(as_tuple=True)
                 kept.append(r + i0, c + j0, f[r + i0] + f[c + j0] - eps * S[r, c])  # C_ij from its score
-                E = S.masked_fill_(keep, -math.inf).exp_()
+                E = exp_(S.masked_fill_(keep, -math.inf))
                 X[i0:i1] += torch.mv(E, w[j0:j1]).double()
                 if not diag:
                     X[j0:j1] += torch.mv(E.T, w[i0:i1]).double()
