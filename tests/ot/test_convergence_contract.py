@@ -107,3 +107,19 @@ def test_yaml_solver_values_are_the_python_defaults():
     for key in SinkhornConfig.__dataclass_fields__:
         if key in cfg:
             assert cfg[key] == getattr(defaults, key), key
+
+
+@pytest.mark.parametrize("overrelax", [1.0, 1.8])
+def test_converged_plan_meets_both_marginals_within_tol(overrelax):
+    """A converged plan meets both marginals within tol, over-relaxed or not (an over-relaxed pair
+    enforces neither marginal exactly), at a small epsilon where hundreds of iterations run."""
+    x, _, y, _ = _clouds(n=300, m=250)
+    C = PointCloudCost(x.float(), y.float(), 2).dense()
+    tol = 1e-4
+    r = sinkhorn(None, None, C, 1e-3 * float(C.mean()), tol=tol, max_iter=20_000, overrelax=overrelax,
+                 backend="dense")
+    assert r.converged
+    P = r.coupling()
+    rows = float((P.sum(1) - r.a).abs().sum())
+    cols = float((P.sum(0) - r.b).abs().sum())
+    assert max(rows, cols) < 1.2 * tol  # (the plan rebuilt from the gauge-shifted potentials)
