@@ -30,10 +30,10 @@ def test_one_dimensional_unlabeled_is_exact_ot(p, n, m):
     assert res.value == pytest.approx(emd2_1d(x[:, 0].numpy(), y[:, 0].numpy(), p), rel=1e-9)
 
 
-def test_w_pp_sorted_batched_matches_emd2_per_column():
+def test_w_pp_sorted_batched_matches_emd2_per_slice():
     g = torch.Generator().manual_seed(2)
     u, v = torch.randn(11, 4, generator=g, dtype=torch.float64), torch.randn(7, 4, generator=g, dtype=torch.float64) + 1
-    got = w_pp_sorted(u.sort(0)[0], v.sort(0)[0], 2.0)
+    got = w_pp_sorted(u.T.sort(1)[0], v.T.sort(1)[0], 2.0)
     want = [emd2_1d(u[:, l].numpy(), v[:, l].numpy(), 2.0) for l in range(4)]
     assert got.numpy() == pytest.approx(want, rel=1e-9)
 

@@ -18,7 +18,7 @@ slices of the exact 1-D ``W_p^p`` between the projected datasets (sorting, no OT
 Cost: ``O(n d L)`` for the projections and ``O(n L log n)`` for the sorts, independent of the
 number of classes. A dataset is projected and sorted once in :meth:`SlicedDatasetDistance.prepare`
 (the slices are fixed by ``seed`` and the feature dimension), so a matrix of distances among many
-datasets costs one ``prepare`` per dataset and one merge of sorted columns per pair.
+datasets costs one ``prepare`` per dataset and one merge of sorted rows per pair.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from .result import DistanceResult
 @dataclass
 class SlicedCloud:
     """A dataset prepared by :meth:`SlicedDatasetDistance.prepare`: its projections on every
-    slice, each column sorted (``(n, L)``), and its class names."""
+    slice, one sorted row per slice (``(L, n)``: sorting contiguous rows ran twice as fast as
+    sorting the columns of an ``(n, L)`` array), and its class names."""
 
     Z: Tensor
     class_names: list[str]
@@ -47,7 +48,7 @@ class SlicedCloud:
 
     @property
     def n(self) -> int:
-        return int(self.Z.shape[0])
+        return int(self.Z.shape[1])
 
 
 @dataclass
@@ -67,21 +68,21 @@ def zero_truncated_poisson(rates: np.ndarray, rng: np.random.Generator) -> np.nd
 
 
 def w_pp_sorted(u: Tensor, v: Tensor, p: float) -> Tensor:
-    """Exact ``W_p^p`` between uniform 1-D samples whose columns are already sorted.
+    """Exact ``W_p^p`` between uniform 1-D samples whose rows are already sorted.
 
-    ``u``: ``(n, L)``, ``v``: ``(m, L)``; returns ``(L,)``. Equal sizes pair the order statistics;
+    ``u``: ``(L, n)``, ``v``: ``(L, m)``; returns ``(L,)``. Equal sizes pair the order statistics;
     otherwise the two quantile functions are compared on the merged grid ``{i/n} U {j/m}``.
     """
-    n, m = u.shape[0], v.shape[0]
+    n, m = u.shape[1], v.shape[1]
     if n == m:
-        return (u - v).abs().pow(p).mean(0)
+        return (u - v).abs().pow(p).mean(1)
     t = np.sort(np.concatenate([np.arange(1, n + 1) / n, np.arange(1, m + 1) / m]))
     w = np.diff(np.concatenate([[0.0], t]))
     mid = t - 0.5 * w
     iu = torch.from_numpy(np.minimum((mid * n).astype(np.int64), n - 1)).to(u.device)
     iv = torch.from_numpy(np.minimum((mid * m).astype(np.int64), m - 1)).to(u.device)
-    weights = torch.from_numpy(w).to(u.device, u.dtype).unsqueeze(1)
-    return (weights * (u[iu] - v[iv]).abs().pow(p)).sum(0)
+    weights = torch.from_numpy(w).to(u.device, u.dtype)
+    return (weights * (u[:, iu] - v[:, iv]).abs().pow(p)).sum(1)
 
 
 class SlicedDatasetDistance:
@@ -157,13 +158,13 @@ class SlicedDatasetDistance:
             names = [str(int(c)) for c in classes.tolist()] if class_names is None else [str(c) for c in class_names]
             if len(names) != classes.numel():
                 raise ValueError(f"{len(names)} class names for {classes.numel()} distinct labels")
-        Z = torch.empty(X.shape[0], self.n_projections, dtype=dtype, device=X.device)
+        Z = torch.empty(self.n_projections, X.shape[0], dtype=dtype, device=X.device)
         with torch.no_grad():
             for start in range(0, self.n_projections, self.chunk):
                 cols = slice(start, min(start + self.chunk, self.n_projections))
                 P = X @ theta[:, cols].to(X)
-                Z[:, cols] = self._mix(P, labels, psi[cols], k[cols])
-        Z, _ = Z.sort(0)
+                Z[cols] = self._mix(P, labels, psi[cols], k[cols]).T
+        Z, _ = Z.sort(1)
         return SlicedCloud(Z, names, classes, self._key(X.shape[1]))
 
     def _mix(self, P: Tensor, labels: Tensor | None, psi: Tensor, k: Tensor) -> Tensor:
@@ -227,7 +228,7 @@ class SlicedDatasetDistance:
             raise ValueError(f"prepared with other settings {a.settings}; prepare again with this distance")
         if (a.classes is None) != (b.classes is None):
             raise ValueError("give labels for both datasets or for neither")
-        per_slice = torch.cat([w_pp_sorted(a.Z[:, s:s + self.chunk].double(), b.Z[:, s:s + self.chunk].to(a.Z.device).double(), self.p)
+        per_slice = torch.cat([w_pp_sorted(a.Z[s:s + self.chunk].double(), b.Z[s:s + self.chunk].to(a.Z.device).double(), self.p)
                                for s in range(0, self.n_projections, self.chunk)])
         value = float(per_slice.mean())
         err = float(per_slice.std() / math.sqrt(len(per_slice))) if len(per_slice) > 1 else math.nan
