@@ -130,7 +130,8 @@ class DatasetDistance:
     distances are constants); ``dtype``/``device``: solver precision and device (default: those
     of ``X1``; integer features become float32). Sinkhorn's settings come as ``solver`` (a
     :class:`~otdata.ot.SinkhornConfig` or a dict) and/or as keywords (``epsilon``, ``relative``,
-    ``max_iter``, ``tol``, ``scaling``, ``overrelax``, ``backend``, ``max_dense_bytes``, ``strict``);
+    ``max_iter``, ``tol``, ``scaling``, ``acceleration``, ``overrelax``, ``backend``, ``max_dense_bytes``,
+    ``strict``);
     their defaults live in :class:`~otdata.ot.SinkhornConfig` alone. ``epsilon`` is relative to the
     cost scale by default (the result reports the absolute value); all three problems of a debiased
     distance use the same absolute epsilon, the one of the cross term.

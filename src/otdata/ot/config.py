@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 DEFAULT_MAX_DENSE_BYTES = 1024**3
 
 BACKENDS = ("auto", "dense", "online", "sparse")
+ACCELERATIONS = ("anderson", "overrelax", "none")
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,15 @@ class SinkhornConfig:
             starts from the previous potentials, so a residual is carried forward and corrected, not
             accumulated; at 1e-3 a 2k-particle MNIST step needs ~80 iterations instead of ~200.
         scaling: epsilon-scaling factor per level (anneal from ``max C`` down to epsilon).
-        overrelax: over-relaxation of the dense iterations (1 = plain Sinkhorn; it falls back to 1
-            by itself when the marginal error grows). 1.8 needed the fewest iterations at relative
-            epsilon <= 0.03 (USPS/MNIST: 977 vs 1514 at 1.5 for 1e-3; flows: 130-320 vs 250-600).
+        acceleration: of the dense iterations at the target epsilon: ``"anderson"`` (Anderson
+            acceleration of the plain Sinkhorn map, depth 5, restarted when the error grows),
+            ``"overrelax"`` (over-relaxation by ``overrelax``) or ``"none"`` (plain Sinkhorn).
+            Anderson needed the fewest iterations at every epsilon measured (MNIST 2,000 vs USPS
+            2,000: 167 vs 813 over-relaxed at relative epsilon 1e-3, 29 vs 49 at 1e-2).
+        overrelax: over-relaxation ``omega`` (1 = plain Sinkhorn; it falls back to 1 by itself when
+            the marginal error grows) of the dense iterations with ``acceleration="overrelax"``,
+            of the batched and of the sparse backend's iterations. 1.8 needed the fewest
+            iterations at relative epsilon <= 0.03 (USPS/MNIST: 977 vs 1514 at 1.5 for 1e-3).
         backend: ``"auto"`` | ``"dense"`` (stored kernel, mat-vecs) | ``"online"`` (log domain,
             cost blocks recomputed: memory O(n + m)) | ``"sparse"`` (truncated kernel certified on
             the full cost, :mod:`otdata.ot.sparse`; what ``"auto"`` picks for point clouds too big
@@ -58,6 +65,7 @@ class SinkhornConfig:
     tol: float = 1e-4
     warm_tol: float = 1e-3
     scaling: float = 0.5
+    acceleration: str = "anderson"
     overrelax: float = 1.8
     backend: str = "auto"
     max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES
@@ -66,6 +74,8 @@ class SinkhornConfig:
     def __post_init__(self):
         if not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0 and math.isfinite(self.epsilon)):
             raise ValueError(f"epsilon must be a positive finite number, got {self.epsilon!r}")
+        if self.acceleration not in ACCELERATIONS:
+            raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {self.acceleration!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not 0 < self.scaling < 1:

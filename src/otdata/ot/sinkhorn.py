@@ -37,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ._threads import single_thread
 from ._exp import exp, exp_
-from .config import BACKENDS, DEFAULT_MAX_DENSE_BYTES, SinkhornConfig
+from .config import ACCELERATIONS, BACKENDS, DEFAULT_MAX_DENSE_BYTES, SinkhornConfig
 from .costs import Cost, MatrixCost, PointCloudCost
 from .sparse import solve_sparse
 
@@ -260,13 +260,31 @@ class _DenseKernel:
         f = f + e * u.log()
         return f, (f if self.symmetric else g + e * v.log())
 
-    def _iterate(self, u, v, iters: int, tol: float, omega: float = 1.0):
+    def _iterate(self, u, v, iters: int, tol: float, omega: float = 1.0, anderson: _Anderson | None = None):
         """Up to ``iters`` scaling iterations; returns ``u, v, n, err, converged`` (L1 marginal error).
 
-        ``omega > 1``: over-relaxed updates ``u <- u^(1 - omega) (1 / K b v)^omega``."""
+        ``omega > 1``: over-relaxed updates ``u <- u^(1 - omega) (1 / K b v)^omega``. ``anderson``
+        (non-symmetric): plain updates whose ``log v`` is extrapolated by Anderson acceleration; it
+        stops on a pair ``(u, v)`` with ``u = 1 / K b v`` (rows exact) whose column error was measured."""
         a, b, K = self.a, self.b, self.K
         err = best = float("inf")
         tiny = torch.finfo(K.dtype).tiny
+        if anderson is not None and not self.symmetric:
+            anderson.reset()  # its history is in log v, relative to the potentials of this kernel
+            for k in range(iters):
+                u = self._mv(K, b * v).clamp_min_(tiny).reciprocal_()
+                c = self._mv(K.T, a * u).clamp_min_(tiny)
+                err = float((b * (v * c - 1).abs()).sum())
+                if err < tol:
+                    return u, v, k + 1, err, True
+                if err > 2.0 * self.best:  # the extrapolation went astray: restart from the plain step
+                    anderson.reset()
+                self.best = min(self.best, err)
+                x = anderson.step(v.log(), c.log().neg_())
+                v = x.clamp_(-3.0 * self.ABSORB, 3.0 * self.ABSORB).exp_()
+                if float(torch.maximum(u.log().abs().max(), x.abs().max())) > self.ABSORB:
+                    return u, v, k + 1, err, False
+            return u, v, iters, err, False
         for k in range(iters):
             if self.symmetric:  # averaged symmetric update u <- sqrt(u / K(a u))
                 s = self._mv(K, a * u).clamp_min_(tiny)
@@ -289,9 +307,11 @@ class _DenseKernel:
                 return u, v, k + 1, err, False
         return u, v, iters, err, False
 
-    def solve(self, f, g, schedule, max_iter, tol, level_iter, omega=1.0):
+    def solve(self, f, g, schedule, max_iter, tol, level_iter, omega=1.0, acceleration="overrelax"):
         n_it, err, converged = 0, float("inf"), False
-        self.omega = omega
+        self.omega = omega if acceleration == "overrelax" else 1.0
+        self.best = float("inf")
+        anderson = _Anderson(ANDERSON_DEPTH, self.b) if acceleration == "anderson" else None
         if self.symmetric:
             g = f
         for k, e in enumerate(schedule):
@@ -301,7 +321,7 @@ class _DenseKernel:
                 f, g, u0 = self._build(f, g, e)
                 u, v, used, err, converged = self._iterate(
                     u0, u0 if self.symmetric else torch.ones_like(g), budget, tol if last else 0.0,
-                    self.omega if last else 1.0)
+                    self.omega if last else 1.0, anderson if last else None)
                 f, g = self._absorb(f, g, u, v, e)
                 budget -= used
                 n_it += used
@@ -581,6 +601,7 @@ def sinkhorn(
     init: tuple[Tensor, Tensor] | None = None,
     level_iter: int = 1,
     overrelax: float = SinkhornConfig.overrelax,
+    acceleration: str = SinkhornConfig.acceleration,
     strict: bool = SinkhornConfig.strict,
     transport_cost: bool = True,
 ) -> SinkhornResult:
@@ -598,8 +619,10 @@ def sinkhorn(
     whose marginals are certified on the full cost, :mod:`otdata.ot.sparse`). ``symmetric=True`` (``a == b``,
     symmetric cost) uses the averaged symmetric update ``f <- (f + T(f)) / 2``.
     ``level_iter``: iterations per intermediate epsilon level (GeomLoss does one).
-    ``overrelax``: over-relaxation ``omega`` of the dense iterations at the target epsilon
-    (``1`` = plain Sinkhorn; it falls back to ``1`` by itself if the marginal error grows).
+    ``acceleration``: of the dense iterations at the target epsilon, ``"anderson"`` (default),
+    ``"overrelax"`` (by ``overrelax``, which falls back to ``1`` by itself if the marginal error
+    grows) or ``"none"`` (plain Sinkhorn); see :class:`~otdata.ot.SinkhornConfig`.
+    ``overrelax``: over-relaxation ``omega`` (``"overrelax"``; the sparse backend's iterations).
 
     **Convergence is a contract.** A dense solve that does not reach ``tol`` (or whose potentials
     are not finite) is continued in the log domain on the same stored cost, which cannot
@@ -616,6 +639,8 @@ def sinkhorn(
     the same solution for any ``c``). Returns a :class:`SinkhornResult`.
     """
     cost = _as_cost(cost)
+    if acceleration not in ACCELERATIONS:
+        raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {acceleration!r}")
     if epsilon <= 0 or not math.isfinite(epsilon):
         raise ValueError(f"epsilon must be a positive finite number, got {epsilon}")
     n, m = cost.n, cost.m
@@ -647,7 +672,8 @@ def sinkhorn(
             # vector updates on one thread always; big mat-vecs keep the caller's threads
             kern.mv_threads = 1 if single else torch.get_num_threads()
             with single_thread(True):
-                f, g, it, err, converged = kern.solve(f0, g0, schedule, max_iter, tol, level_iter, overrelax)
+                f, g, it, err, converged = kern.solve(f0, g0, schedule, max_iter, tol, level_iter, overrelax,
+                                                      acceleration)
             finite = bool(torch.isfinite(f).all() and torch.isfinite(g).all())
             if converged and finite:
                 engine.kernel = kern
