@@ -29,11 +29,10 @@ def gaussian_label_distances(s1: ClassStats, s2: ClassStats, symmetric: bool = F
     if s1.factors is not None and s2.factors is not None:
         grad = torch.is_grad_enabled() and any(
             t.requires_grad for t in [s1.means, s1.traces, s2.means, s2.traces, *s1.factors, *s2.factors])
-        # all class pairs in one matmul and one batched eigvalsh (same values as the pair loop of
-        # bures_wasserstein_factors)
+        # all class pairs in one matmul (the caller's threads) and batched eigvalsh (one thread;
+        # same values as the pair loop of bures_wasserstein_factors)
         M = ((s1.means.unsqueeze(1) - s2.means.unsqueeze(0)) ** 2).sum(-1)
-        with single_thread():
-            cross = bures_cross_terms(s1.factors, None if symmetric else s2.factors, safe=grad)
+        cross = bures_cross_terms(s1.factors, None if symmetric else s2.factors, safe=grad)
         W = (M + s1.traces.unsqueeze(1) + s2.traces.unsqueeze(0) - 2 * cross).clamp_min(0.0)
         if symmetric:
             W = W * (1 - torch.eye(W.shape[0], dtype=W.dtype, device=W.device))

@@ -187,17 +187,19 @@ def _cross_from_gram(K: Tensor, l1: Tensor, C1: int, l2: Tensor, C2: int, symmet
     # the Gram route gathers and double-centres every chunk (three extra passes), so it takes fewer,
     # larger chunks: on MNIST 2k (classes of 180-230) slack 1.5 is 1.6-2.8x faster there than 1.1,
     # while the factor route (no centring) is 12 % faster at 1.1 on MNIST/USPS 2k
-    for k0, k1, R, S in _size_chunks(n1[pi].tolist(), n2[pj].tolist(), slack=1.5 if centre else 1.1):
-        qi, qj = pi[k0:k1], pj[k0:k1]
-        r, c = idx1[qi][:, :R], idx2[qj][:, :S]
-        B = Kp[r[:, :, None], c[:, None, :]]
-        if centre:
-            a = n1[qi].to(K.dtype)[:, None, None]
-            b = n2[qj].to(K.dtype)[:, None, None]
-            B = (B - B.sum(-1, keepdim=True) / b - B.sum(-2, keepdim=True) / a
-                 + B.sum((-2, -1), keepdim=True) / (a * b))
-            B = B * ((r < n).to(K.dtype)[:, :, None] * (c < m).to(K.dtype)[:, None, :]) / (a * b).sqrt()
-        vals.append(nuclear_norms(B, safe=safe))
+    chunks = _size_chunks(n1[pi].tolist(), n2[pj].tolist(), slack=1.5 if centre else 1.1)
+    with single_thread():  # small gathers and eigen-problems: one thread
+        for k0, k1, R, S in chunks:
+            qi, qj = pi[k0:k1], pj[k0:k1]
+            r, c = idx1[qi][:, :R], idx2[qj][:, :S]
+            B = Kp[r[:, :, None], c[:, None, :]]
+            if centre:
+                a = n1[qi].to(K.dtype)[:, None, None]
+                b = n2[qj].to(K.dtype)[:, None, None]
+                B = (B - B.sum(-1, keepdim=True) / b - B.sum(-2, keepdim=True) / a
+                     + B.sum((-2, -1), keepdim=True) / (a * b))
+                B = B * ((r < n).to(K.dtype)[:, :, None] * (c < m).to(K.dtype)[:, None, :]) / (a * b).sqrt()
+            vals.append(nuclear_norms(B, safe=safe))
     if vals:
         out = out.index_put((pi, pj), torch.cat(vals))
     if symmetric:
