@@ -235,23 +235,33 @@ class _DenseKernel:
         unchanged, so warm potentials are not thrown away. Without it, ``K`` is exactly the
         kernel of ``f, g`` (used once at the end, when the potentials are accurate and
         ``K_ij <= min(1/a_i, 1/b_j)`` cannot overflow)."""
-        mx = torch.empty_like(f)
-        for i0, i1 in self._rows():
-            blk = self.K[i0:i1]
-            torch.sub(f[i0:i1].unsqueeze(1), self.C[i0:i1], out=blk)
-            blk.add_(g.unsqueeze(0)).div_(e)
-            mx[i0:i1] = blk.amax(1)
+        hf, hg = f / e, g / e
+
+        def scores(i0, i1, row_term: bool):  # (g_j - C_ij) / e [+ f_i / e], written into K's rows
+            blk = torch.sub(hg.unsqueeze(0), self.C[i0:i1], alpha=1.0 / e, out=self.K[i0:i1])
+            return blk.add_(hf[i0:i1].unsqueeze(1)) if row_term else blk
+
         if not normalise:
             for i0, i1 in self._rows():
-                exp_(self.K[i0:i1])
+                exp_(scores(i0, i1, True))
             return f, g, torch.ones_like(f)
-        mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-        shift = 0.5 * mx if self.symmetric else mx
-        for i0, i1 in self._rows():
-            blk = self.K[i0:i1].sub_(shift[i0:i1].unsqueeze(1))
-            if self.symmetric:
-                blk.sub_(shift.unsqueeze(0))
-            exp_(blk)
+        mx = torch.empty_like(f)
+        if not self.symmetric:
+            # one pass: a row's shift cancels f_i, so its scores leave it out (shift = f_i / e + max)
+            for i0, i1 in self._rows():
+                blk = scores(i0, i1, False)
+                m = blk.amax(1, keepdim=True)
+                m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+                exp_(blk.sub_(m))
+                mx[i0:i1] = m.squeeze(1)
+            shift = hf + mx
+        else:  # the shift of a row depends on every row's maximum: two passes
+            for i0, i1 in self._rows():
+                mx[i0:i1] = scores(i0, i1, True).amax(1)
+            mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+            shift = 0.5 * mx
+            for i0, i1 in self._rows():
+                exp_(self.K[i0:i1].sub_(shift[i0:i1].unsqueeze(1)).sub_(shift.unsqueeze(0)))
         f = f - e * shift
         u0 = shift.clamp(-self.ABSORB, self.ABSORB).exp_()
         return f, (f if self.symmetric else g), u0
