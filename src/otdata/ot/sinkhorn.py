@@ -25,6 +25,7 @@ that pass is checkpointed per block, so memory stays O(n + m) in the backward to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -214,11 +215,18 @@ class _DenseKernel:
         self.mv_threads = 1
 
     def _mv(self, M: Tensor, x: Tensor) -> Tensor:
-        if self.mv_threads == 1:
+        with self._big():
             return torch.mv(M, x)
+
+    @contextlib.contextmanager
+    def _big(self):
+        """Work over the whole kernel (mat-vecs, builds) on ``mv_threads`` (vector work: one)."""
+        if self.mv_threads == 1:
+            yield
+            return
         torch.set_num_threads(self.mv_threads)
         try:
-            return torch.mv(M, x)
+            yield
         finally:
             torch.set_num_threads(1)
 
@@ -227,6 +235,10 @@ class _DenseKernel:
             yield i0, min(self.n, i0 + self.step)
 
     def _build(self, f: Tensor, g: Tensor, e: float, normalise: bool = True):
+        with self._big():
+            return self._build_kernel(f, g, e, normalise)
+
+    def _build_kernel(self, f: Tensor, g: Tensor, e: float, normalise: bool):
         """``K <- exp((f + g - C) / e)``; returns ``f, g, u0``.
 
         ``normalise``: shift each row (or, symmetric, rows and columns) so that its maximum is 1 —
