@@ -200,7 +200,8 @@ class _DenseKernel:
     obtained by powering the previous kernel: entries that underflowed at a coarse epsilon would
     stay zero for good, leaving potentials inconsistent with the cost (infinite couplings and
     wrong values in float32). Entries below the floating point range relative to their row
-    maximum (``exp(-87)`` in float32) carry no mass.
+    maximum (``exp(-87)`` in float32) carry no mass. At the target epsilon the iterations are
+    accelerated (:class:`_Anderson` by default, or over-relaxed).
     """
 
     #: absorb u, v into the potentials when max |log u|, |log v| exceeds this.
@@ -379,7 +380,9 @@ class _Anderson:
     the next point is ``G(x)`` corrected by the combination of the recent steps that best cancels
     the residual ``G(x) - x`` in the ``weight``-weighted norm (a small ridge keeps it stable). On
     the log-domain Sinkhorn map ``g -> T(T(g))`` of the MNIST/FashionMNIST cross term it cut the
-    passes to reach tol 1e-4 from 29 to 9 (plain over-relaxation at 1.5: 12)."""
+    passes to reach tol 1e-4 from 29 to 9 (plain over-relaxation at 1.5: 12); on the dense
+    scaling iterations (``log v``) of the MNIST/USPS 2k cross term at relative epsilon 1e-3, the
+    iterations from 813 (over-relaxation at 1.8) to 171."""
 
     def __init__(self, depth: int, weight: Tensor):
         self.depth, self.w = depth, weight.double().sqrt()
