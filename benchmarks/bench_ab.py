@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from interleave import interleave
+
 ROWS = {
     "OTDD gaussian, MNIST 2k vs USPS 2k, debiased (eps 0.1 absolute, tol 1e-3)":
         ["benchmarks/bench_distance.py", "--worker", "--solver", "ours", "--n1", "2000", "--n2", "2000",
@@ -54,15 +56,12 @@ def main():
     print("| row | before wall s | after wall s | wall ratio | before CPU s | after CPU s | CPU ratio | load avg |")
     print("|---|---|---|---|---|---|---|---|")
     for name, argv in ROWS.items():
-        times = {k: [] for k in trees}
-        load0 = os.getloadavg()[0]
-        for _ in range(args.repeats):
-            for side, tree in trees.items():
-                times[side].append(run(tree, argv, data))
+        times, (lo, hi) = interleave({side: (lambda tree=tree: run(tree, argv, data)) for side, tree in trees.items()},
+                                     args.repeats)
         med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in times.items()}
         (wb, cb), (wa, ca) = med["before"], med["after"]
         print(f"| {name} | {wb:.2f} | {wa:.2f} | {wa / wb:.2f} | {cb:.2f} | {ca:.2f} | {ca / cb:.2f} | "
-              f"{load0:.1f}-{os.getloadavg()[0]:.1f} |", flush=True)
+              f"{lo:.1f}-{hi:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,11 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from interleave import interleave, json_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,10 +180,9 @@ def run(which: str, case: str, args) -> dict:
            "--n1", str(args.n1), "--n2", str(args.n2)]
     if args.labels_only:
         cmd.append("--labels-only")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    if p.returncode:
-        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    out = json_worker(cmd, env, ROOT)
+    print(f"<!-- {case} {which}: {json.dumps(out)} -->", file=sys.stderr, flush=True)
+    return out
 
 
 def main():
@@ -210,13 +210,7 @@ def main():
     print("| row | code | seconds (median; runs) | peak RSS MB | value | label solver | reference / otdata | "
           "load avg |\n|---|---|---|---|---|---|---|---|", flush=True)
     for case in args.cases.split(","):
-        res = {k: [] for k in sides}
-        loads = [os.getloadavg()[0]]
-        for _ in range(args.reps):
-            for side in sides:
-                res[side].append(run(side, case, args))
-                loads.append(os.getloadavg()[0])
-                print(f"<!-- {case} {side}: {json.dumps(res[side][-1])} -->", file=sys.stderr, flush=True)
+        res, (lo, hi) = interleave({side: (lambda side=side: run(side, case, args)) for side in sides}, args.reps)
         med = {}
         for side in sides:
             ok = [r for r in res[side] if "error" not in r]
@@ -229,7 +223,7 @@ def main():
             if side == "otdata" and "reference" in med:
                 ratio = f"**{med['reference'] / med['otdata']:.1f}x**"
             print(f"| {case} | {side} | {med[side]:.2f} ({runs}) | {max(r['rss_mb'] for r in ok):.0f} | "
-                  f"{ok[-1]['value']:.4f} | {ok[-1]['solver']} | {ratio} | {min(loads):.1f}-{max(loads):.1f} |",
+                  f"{ok[-1]['value']:.4f} | {ok[-1]['solver']} | {ratio} | {lo:.1f}-{hi:.1f} |",
                   flush=True)
 
 

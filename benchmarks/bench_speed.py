@@ -19,10 +19,11 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from interleave import interleave, json_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,11 +55,7 @@ def worker(args):
 
 def run(src: str, case: str, data_dir: str) -> dict:
     env = dict(os.environ, PYTHONPATH=src)
-    p = subprocess.run([sys.executable, __file__, "--worker", "--case", case, "--data-dir", data_dir],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
-    if p.returncode:
-        return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return json_worker([sys.executable, __file__, "--worker", "--case", case, "--data-dir", data_dir], env, ROOT)
 
 
 def main():
@@ -78,12 +75,8 @@ def main():
     print("| case | tree | seconds (median, runs) | value | S_eps | iterations | converged | label solver | "
           "peak RSS MB | load avg |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for case in args.cases.split(","):
-        res = {k: [] for k in trees}
-        loads = [os.getloadavg()[0]]
-        for _ in range(args.reps):
-            for name, src in trees.items():
-                res[name].append(run(src, case, args.data_dir))
-                loads.append(os.getloadavg()[0])
+        res, (lo, hi) = interleave({name: (lambda src=src: run(src, case, args.data_dir))
+                                    for name, src in trees.items()}, args.reps)
         med = {}
         for name, rs in res.items():
             ok = [r for r in rs if "error" not in r]
@@ -96,7 +89,7 @@ def main():
             runs = ", ".join(f"{x['seconds']:.1f}" for x in ok)
             print(f"| {case} | {name} | {med[name]:.2f} ({runs}) | "
                   f"{r['value']:.4f} | {div} | {r['iters']} | {r['converged']} | {r['label_solver']} | "
-                  f"{max(x['rss_mb'] for x in ok):.0f} | {min(loads):.1f}-{max(loads):.1f} |", flush=True)
+                  f"{max(x['rss_mb'] for x in ok):.0f} | {lo:.1f}-{hi:.1f} |", flush=True)
         if len(med) == 2:
             print(f"| {case} | **before / after** | **{med['before'] / med['after']:.2f}x** | | | | | | | |",
                   flush=True)
