@@ -292,7 +292,7 @@ class _DenseKernel:
         a, b, K = self.a, self.b, self.K
         err = best = float("inf")
         tiny = torch.finfo(K.dtype).tiny
-        if anderson is not None and not self.symmetric:
+        if anderson is not None:
             anderson.reset()  # its history is in log v, relative to the potentials of this kernel
             for k in range(iters):
                 u = self._mv(K, b * v).clamp_min_(tiny).reciprocal_()
@@ -334,7 +334,7 @@ class _DenseKernel:
         n_it, err, converged = 0, float("inf"), False
         self.omega = omega if acceleration == "overrelax" else 1.0
         self.best = float("inf")
-        anderson = _Anderson(ANDERSON_DEPTH, self.b) if acceleration == "anderson" else None
+        anderson = _Anderson(ANDERSON_DEPTH, self.b) if acceleration == "anderson" and not self.symmetric else None
         if self.symmetric:
             g = f
         for k, e in enumerate(schedule):
