@@ -68,8 +68,6 @@ EXACT_RTOL = 5e-3
 #: epsilon-scaling factor per annealing level of the batched exact path (one iteration each):
 #: 0.25 halves the kernel rebuilds of 0.5 for the same final iterations on MNIST/USPS classes.
 EXACT_SCALING = 0.25
-#: kept for callers of the previous marginal-tolerance rule (the ``"sinkhorn"`` path does not use it).
-EXACT_TOL = 1e-3
 EXACT_METHODS = ("auto", "batched", "emd", "sinkhorn")
 
 
