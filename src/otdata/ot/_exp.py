@@ -13,12 +13,14 @@ Other devices compute ``exp`` as is.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
 
 
+@functools.cache
 def exp_floor(dtype: torch.dtype) -> float:
     """The smallest integer whose ``exp`` is a normal number of ``dtype`` (float32: -87)."""
     return float(math.ceil(math.log(torch.finfo(dtype).tiny)))
