@@ -6,9 +6,12 @@
 A folder may hold any subset of the datasets (one process per dataset and seed is fine): rows are
 grouped by dataset and flowed-sample size with :func:`otdata.summary.over_seeds` (the same grouping
 as a `-m seed=0,1,2` sweep's `summary_seeds`), and the `seeds` column says how many rows a group
-averages. Prints three Markdown tables (the paper's protocol, the correspondence protocol, the
-costs), numbers rounded to two decimals. `--csv FILE` also writes the groups as tables (one per
-protocol): each number's mean in its own column and its standard deviation in `<column>_std`.
+averages. The target's row (the frozen classifier's own test accuracy, which every run folder
+repeats and which has no flow) heads the identity protocol's table; identical copies of it count once,
+so its `seeds` is the number of distinct classifiers. Prints three Markdown tables (the paper's
+protocol, the correspondence protocol, the costs), numbers rounded to two decimals. `--csv FILE`
+also writes the groups as tables (one per protocol): each number's mean in its own column and its
+standard deviation in `<column>_std`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def table(groups: list[dict], columns: list[str]) -> str:
     for g in groups:
         cells = [cell(g, c) for c in columns]
         if any(cells):
-            lines.append(f"| {g['dataset']} | {g['n_flow']} | {g['seeds']} | " + " | ".join(cells) + " |")
+            n_flow = "" if g.get("n_flow") is None else g["n_flow"]
+            lines.append(f"| {g['dataset']} | {n_flow} | {g['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -54,9 +58,14 @@ def other_protocol(column: str, protocol: str) -> bool:
 
 def protocol_groups(rows: list[dict], columns: list[str]) -> list[dict]:
     """`over_seeds` groups of the rows that have any of `columns` (a protocol may have been run for
-    fewer seeds than the other), so each group's `seeds` counts what its numbers average."""
-    return over_seeds([r for r in rows if any(r.get(c) is not None for c in columns)],
-                      ["n_flow"], ["repurpose"])
+    fewer seeds than the other), so each group's `seeds` counts what its numbers average. The
+    target's rows (no `n_flow`) come first, each distinct one once."""
+    rows = [r for r in rows if any(r.get(c) is not None for c in columns)]
+    targets = [r for r in rows if r.get("n_flow") is None]
+    distinct = list({tuple(sorted((k, v) for k, v in r.items() if v is not None)): r
+                     for r in targets}.values())  # empty columns differ between folders
+    sources = [r for r in rows if r.get("n_flow") is not None]
+    return over_seeds(distinct, ["n_flow"], ["repurpose"]) + over_seeds(sources, ["n_flow"], ["repurpose"])
 
 
 def main() -> None:
@@ -70,14 +79,16 @@ def main() -> None:
         sys.exit(f"No repurpose.csv in {', '.join(missing)}: is the run still going, or did it stop "
                  "before its first dataset? Leave those folders out.")
     rows = [r for folder in args.folders for r in read_csv(Path(folder) / "repurpose.csv")
-            if r.get("n_flow") is not None]  # source datasets (the target's row has no flow)
+            if r.get("status") is None]  # a skipped dataset's row holds no number
     print("\n\n".join(table(protocol_groups(rows, columns), columns)
                        for columns in (IDENTITY, CORRESPONDENCE, COSTS)))
     if args.csv:
         stem = Path(args.csv).with_suffix("")
         for protocol, columns in (("identity", IDENTITY), ("correspondence", CORRESPONDENCE)):
             groups = protocol_groups(rows, columns)
-            keep = [k for k in dict.fromkeys(k for g in groups for k in g) if not other_protocol(k, protocol)]
+            sources_first = [g for g in groups if g.get("n_flow") is not None] + groups
+            keep = [k for k in dict.fromkeys(k for g in sources_first for k in g)
+                    if not other_protocol(k, protocol)]
             path = stem if protocol == "identity" else stem.with_name(f"{stem.name}_correspondence")
             write_table([{k: round(v, 2) if isinstance(v, float) else v for k, v in g.items()}
                          for g in groups], path, columns=keep)
