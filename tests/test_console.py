@@ -74,6 +74,8 @@ def test_setup_removes_vendor_handlers_and_filters_the_console(capsys, monkeypat
             warnings.simplefilter("always")
             console.setup()
             warnings.warn("Sinkhorn did not converge", RuntimeWarning)
+            warnings.warn("The `srun` command is available on your system but is not used. HINT: "
+                          "If your intention is to run Lightning on SLURM, prepend ...", UserWarning)
     finally:
         root.handlers = saved
         root.setLevel(level)

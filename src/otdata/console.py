@@ -8,8 +8,8 @@ printed twice. :func:`setup` (called by the `otdata` command once Hydra has conf
 * drops Lightning's advertising tips everywhere, and its per-Trainer boilerplate (GPU/TPU
   availability, seeding, ...) from the console only (the run's log file keeps it);
 * shortens the console format to `[HH:MM:SS] message` (warnings and errors say so);
-* silences known third-party deprecation warnings that the user cannot act on, and prints the
-  other warnings as one log line each.
+* silences known third-party warnings that the user cannot act on (deprecations inside libraries,
+  Lightning's `srun` hint on SLURM hosts), and prints the other warnings as one log line each.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ BOILERPLATE = re.compile(
 #: Third-party deprecation warnings raised inside libraries, not by otdata's own calls.
 IGNORED_WARNINGS = (
     (FutureWarning, r".*isinstance\(treespec, LeafSpec\)"),  # torch, via lightning's _pytree
+    # Lightning, on any machine with SLURM installed: otdata runs its single-process trainers
+    # without `srun` on purpose (inside a SLURM job, submitit's own `srun` starts them).
+    (UserWarning, r"The `srun` command is available on your system but is not used"),
 )
 
 CONSOLE_FORMAT = "[%(asctime)s] %(message)s"
