@@ -97,3 +97,77 @@ def test_allowed_classes_still_build(tmp_path):
                                     "dirpath": str(tmp_path)}})
     assert safe_instantiate(node.opt).in_features == 2
     assert safe_instantiate(node.cb).dirpath == str(tmp_path)
+
+
+# Round two: the decision is taken on the name; nothing outside otdata is imported to take it.
+
+@pytest.mark.parametrize("target", [
+    "lightning.__setup__",                                   # importing it runs ./.actions/assistant.py
+    "lightning.pytorch.demos.mnist_datamodule._MNIST",       # creates folders, starts a download
+    "lightning.pytorch.cli.LightningCLI",                    # parses sys.argv, runs a trainer
+    "lightning.pytorch.callbacks.BasePredictionWriter",      # inside an allowed class's package
+    "torch.optim.Optimizer",                                 # the base class, not an optimiser
+    "torch.hub.load",
+])
+def test_third_party_names_off_the_list_are_refused_without_importing(target, tmp_path,
+                                                                      monkeypatch):
+    import sys
+
+    actions = tmp_path / ".actions"
+    actions.mkdir()
+    (actions / "assistant.py").write_text(
+        f"open({str(tmp_path / 'ran.txt')!r}, 'w').write('ran')\n")
+    monkeypatch.chdir(tmp_path)
+    module = target.rsplit(".", 1)[0]
+    was_loaded = module in sys.modules
+    with pytest.raises(UnsafeTargetError, match="not on the allow-list") as info:
+        check_targets({"data": {"_target_": target, "data_dir": str(tmp_path / "download")}}, "cfg")
+    assert "Fix:" in str(info.value)
+    assert not (tmp_path / "ran.txt").exists() and not (tmp_path / "download").exists()
+    assert was_loaded or module not in sys.modules  # the refusal imported nothing
+
+
+@pytest.mark.parametrize("target", [
+    "torch.optim.AdamW", "torch.optim.lr_scheduler.StepLR", "torch.nn.Linear",
+    "lightning.Trainer", "lightning.pytorch.loggers.CSVLogger", "otdata.distance.DatasetDistance",
+    "otdata.summary.SweepSummary",
+])
+def test_the_classes_configs_name_are_allowed(target):
+    check_targets({"x": {"_target_": target}})
+
+
+def test_a_foreign_module_reached_through_otdata_is_refused():
+    with pytest.raises(UnsafeTargetError, match="reaches the module 'lightning'"):
+        check_targets({"x": {"_target_": "otdata.tasks.train.L.Trainer"}})
+
+
+def test_hydra_callbacks_are_checked_before_hydra_builds_any(victim, tmp_path):
+    """`+hydra.callbacks.evil._target_=shutil.copyfile`: refused before Hydra instantiates it."""
+    from hydra._internal.callbacks import Callbacks
+
+    from otdata.instantiate import guard_hydra_callbacks
+
+    guard_hydra_callbacks()
+    other = tmp_path / "other.txt"
+    other.write_text("overwrite with this")
+    cfg = OmegaConf.create({"hydra": {"callbacks": {
+        "sweep_summary": {"_target_": "otdata.summary.SweepSummary"},
+        "evil": {"_target_": "shutil.copyfile", "src": str(other), "dst": str(victim)}}}})
+    with pytest.raises(UnsafeTargetError, match=r"`hydra.callbacks.evil._target_`"):
+        Callbacks(cfg)
+    assert victim.read_text() == "keep me"
+    del cfg.hydra.callbacks.evil
+    assert len(Callbacks(cfg).callbacks) == 1  # the project's own callback still builds
+
+
+def test_hydra_callback_override_on_the_command_line_is_refused(victim, tmp_path):
+    from tests.test_reliability_cli import otdata
+
+    other = tmp_path / "other.txt"
+    other.write_text("overwrite with this")
+    result = otdata(["task=distance", "+hydra.callbacks.evil._target_=shutil.copyfile",
+                     f"+hydra.callbacks.evil.src={other}", f"+hydra.callbacks.evil.dst={victim}"],
+                    tmp_path, tmp_path / "no-data")
+    assert result.returncode != 0
+    assert "`hydra.callbacks.evil._target_` = 'shutil.copyfile' is refused" in result.stderr
+    assert victim.read_text() == "keep me"

@@ -18,8 +18,10 @@ from omegaconf import DictConfig
 from otdata import console
 from otdata.config import CONFIG_DIR
 from otdata.data.errors import DataFileError
+from otdata.instantiate import guard_hydra_callbacks
 
 log = logging.getLogger(__name__)
+guard_hydra_callbacks()  # `hydra.callbacks.*` pass the same allow-list, before Hydra builds them
 
 
 def run_task(cfg: DictConfig) -> dict:

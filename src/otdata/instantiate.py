@@ -1,98 +1,139 @@
 """Instantiate config nodes, refusing any `_target_` that is not on otdata's allow-list.
 
 Hydra's `instantiate` calls whatever a `_target_` names: `builtins.open`, `shutil.copyfile` or
-`pathlib.Path.unlink` would truncate, overwrite or delete files from a single command-line override.
-Every config object otdata builds goes through `safe_instantiate`, which accepts only classes
-(never functions or methods) defined in:
+`pathlib.Path.unlink` would truncate, overwrite or delete files from a single command-line override,
+and merely *importing* a module can run code (`lightning.__setup__` runs a script from the working
+directory). So the decision is taken on the name, before anything outside otdata is imported:
 
-  otdata.*                           the project's datamodules, models, distances and flows
-  torch.optim.*, torch.nn.*          optimisers, schedulers and network modules
-  lightning.*                        Trainer, callbacks, loggers
-  hydra_plugins.hydra_submitit_launcher.*   the SLURM / local launchers
+  otdata.<module>.<Class>       a class defined in otdata (the project's datamodules, models,
+                                distances, flows, callbacks); only otdata's own modules are imported
+                                to find it, and a re-export of another package is refused
+  ALLOWED_CLASSES               the third-party classes the configs use, each by its full name
+                                (Trainer, checkpoint and progress-bar callbacks, CSV/W&B loggers)
+  torch.optim.<Optimizer>,      an optimiser, learning-rate scheduler or network layer, looked up by
+  torch.optim.lr_scheduler.<S>, name in the already-imported `torch.optim` / `torch.nn` namespaces
+  torch.nn.<Module>
 
-The check runs before anything is imported: a target outside these packages is refused by name,
-and a target inside them must resolve to a class whose own module is inside them too (so
-`otdata.tasks.train.shutil.copyfile`, a re-export of another package, is refused as well).
+Anything else is refused by name: no third-party package is allowed as a whole (its demos create
+folders and download files, its CLIs parse `sys.argv`). Hydra's own callbacks (`hydra.callbacks.*`)
+are checked by the same rule through `guard_hydra_callbacks`, before Hydra builds any of them.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from types import ModuleType
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-__all__ = ["ALLOWED_PACKAGES", "UnsafeTargetError", "check_targets", "safe_instantiate"]
+__all__ = ["ALLOWED_CLASSES", "UnsafeTargetError", "check_target", "check_targets",
+           "guard_hydra_callbacks", "safe_instantiate"]
 
-#: Packages whose classes a config may name in `_target_`.
-ALLOWED_PACKAGES: tuple[str, ...] = (
-    "otdata",
-    "torch.optim",
-    "torch.nn",
-    "lightning",
-    "hydra_plugins.hydra_submitit_launcher",
-)
+#: Third-party classes a config may name in `_target_`, by full dotted name.
+ALLOWED_CLASSES: frozenset[str] = frozenset({
+    "lightning.Trainer",
+    "lightning.pytorch.Trainer",
+    "lightning.pytorch.callbacks.ModelCheckpoint",
+    "lightning.pytorch.callbacks.EarlyStopping",
+    "lightning.pytorch.callbacks.LearningRateMonitor",
+    "lightning.pytorch.callbacks.RichProgressBar",
+    "lightning.pytorch.callbacks.TQDMProgressBar",
+    "lightning.pytorch.loggers.CSVLogger",
+    "lightning.pytorch.loggers.WandbLogger",
+    "lightning.pytorch.loggers.TensorBoardLogger",
+})
+
+_OWN = "otdata"
+
+
+def _is_own(name: str) -> bool:
+    return name == _OWN or name.startswith(_OWN + ".")
 
 
 class UnsafeTargetError(ValueError):
     """A config's `_target_` names something otdata does not instantiate."""
 
 
-def _in_allowed(name: str) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in ALLOWED_PACKAGES)
-
-
 def _refuse(key: str, target: Any, why: str) -> UnsafeTargetError:
-    allowed = ", ".join(f"{p}.*" for p in ALLOWED_PACKAGES)
     return UnsafeTargetError(
-        f"config `{key}._target_` = {target!r} is refused: {why}. otdata builds only classes from "
-        f"{allowed}. Fix: choose a config option instead (e.g. `distance=gaussian`, `model=cnn`), "
-        f"or set `{key}._target_` to one of the project's classes."
+        f"config `{key}._target_` = {target!r} is refused: {why}. otdata builds only its own "
+        "classes (otdata.*), torch optimisers, schedulers and nn layers, and the Lightning trainer, "
+        "callbacks and loggers its configs name (otdata.instantiate.ALLOWED_CLASSES). Fix: choose a "
+        "config option instead (e.g. `distance=gaussian`, `model=cnn`), or set "
+        f"`{key}._target_` to one of the project's classes."
     )
 
 
-def _locate(path: str) -> Any:
-    """The object named by a dotted path: the longest importable module, then attributes.
+def _torch_class(name: str) -> type | None:
+    """The torch optimiser, scheduler or nn layer called `name`, from torch's own namespaces."""
+    scheduler = torch.optim.lr_scheduler
+    tables = (("torch.optim.lr_scheduler.", scheduler, scheduler.LRScheduler),
+              ("torch.optim.", torch.optim, torch.optim.Optimizer),
+              ("torch.nn.", torch.nn, torch.nn.Module))
+    for prefix, namespace, base in tables:
+        if name.startswith(prefix):
+            attr = name[len(prefix):]
+            obj = vars(namespace).get(attr) if attr.isidentifier() else None
+            if isinstance(obj, type) and issubclass(obj, base) and obj is not base:
+                return obj
+            return None
+    return None
 
-    Raises `LookupError` when nothing by that name exists; an import error raised inside an
-    existing module (a missing dependency) propagates unchanged."""
-    parts = path.split(".")
-    for i in range(len(parts), 0, -1):
-        name = ".".join(parts[:i])
-        try:
-            obj = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name is not None and (name == error.name or name.startswith(error.name + ".")):
-                continue  # `name` itself is not a module: try a shorter prefix
-            raise
+
+def _own_module(name: str) -> Any | None:
+    """Import `name` if it is one of otdata's own modules, else None (nothing else is imported)."""
+    if not _is_own(name):
+        return None
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a parent is not a package (`otdata.cli.x`)
+        return None
+    return importlib.import_module(name) if spec is not None else None
+
+
+def _own_class(target: str, key: str) -> type:
+    """The class `target` names inside otdata; refuses anything defined elsewhere."""
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        obj = _own_module(".".join(parts[:i]))
+        if obj is None:
+            continue
         for attr in parts[i:]:
-            try:
-                obj = getattr(obj, attr)
-            except AttributeError as error:
-                raise LookupError(f"{name!r} has no attribute path {'.'.join(parts[i:])!r}") from error
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                raise UnsafeTargetError(
+                    f"config `{key}._target_` = {target!r} does not exist ({'.'.join(parts[:i])!r} "
+                    f"has no attribute path {'.'.join(parts[i:])!r}). Fix: check the spelling, or "
+                    "choose a config option (`otdata --help` lists them).")
+            if isinstance(obj, ModuleType) and not _is_own(obj.__name__):
+                raise _refuse(key, target, f"it reaches the module {obj.__name__!r}, outside otdata")
+        if not isinstance(obj, type):
+            raise _refuse(key, target, "it is not a class (functions and methods are not instantiated)")
+        if not _is_own(obj.__module__):
+            raise _refuse(key, target, f"it is defined in {obj.__module__!r}, outside otdata")
         return obj
-    raise LookupError(f"no module in {path!r} can be imported")
+    raise UnsafeTargetError(
+        f"config `{key}._target_` = {target!r} does not exist (no otdata module by that name). "
+        "Fix: check the spelling, or choose a config option (`otdata --help` lists them).")
 
 
 def check_target(target: Any, key: str = "config") -> None:
-    """Raise `UnsafeTargetError` unless `target` names an allowed class."""
-    if not isinstance(target, str):
+    """Raise `UnsafeTargetError` unless `target` names an allowed class.
+
+    Decided on the name: only otdata's own modules are ever imported here."""
+    if not isinstance(target, str) or not target:
         raise _refuse(key, target, "it is not a dotted class name")
-    if not _in_allowed(target):
-        raise _refuse(key, target, "it is outside the allowed packages")
-    try:
-        obj = _locate(target)
-    except LookupError as error:
-        raise UnsafeTargetError(
-            f"config `{key}._target_` = {target!r} does not exist ({error}). Fix: check the spelling, "
-            "or choose a config option (`otdata --help` lists them)."
-        ) from error
-    if not isinstance(obj, type):
-        raise _refuse(key, target, "it is not a class (functions and methods are not instantiated)")
-    if not _in_allowed(obj.__module__):
-        raise _refuse(key, target, f"it is defined in {obj.__module__!r}, outside the allowed packages")
+    if target in ALLOWED_CLASSES or _torch_class(target) is not None:
+        return
+    if _is_own(target):
+        _own_class(target, key)
+        return
+    raise _refuse(key, target, "it is not on the allow-list")
 
 
 def check_targets(node: Any, key: str = "config") -> None:
@@ -133,3 +174,35 @@ def safe_instantiate(config: Any, *args: Any, key: str | None = None, **kwargs: 
     for name, value in kwargs.items():
         check_targets(value, f"{key}.{name}")
     return instantiate(resolved, *args, **kwargs)
+
+
+def _hydra_callback_targets(config: DictConfig) -> Any:
+    node = OmegaConf.select(config, "hydra.callbacks")
+    if node is None:
+        return None
+    try:
+        return OmegaConf.to_container(node, resolve=True)
+    except Exception:  # noqa: BLE001 - a resolver needing the run's state: check the raw names
+        return OmegaConf.to_container(node, resolve=False)
+
+
+def guard_hydra_callbacks() -> None:
+    """Make Hydra check `hydra.callbacks.*._target_` against the allow-list before building any.
+
+    Hydra 1.3 builds every entry of `hydra.callbacks` with its own `instantiate` as soon as the
+    config is composed, before any callback hook runs (and it only warns when a hook raises), so a
+    callback of the project's cannot refuse the others in time. The check therefore wraps the
+    constructor of Hydra's callback list; `otdata.cli` installs it once at import."""
+    from hydra._internal.callbacks import Callbacks
+
+    if getattr(Callbacks.__init__, "_otdata_checked", False):
+        return
+    build = Callbacks.__init__
+
+    def checked_init(self: Any, config: DictConfig | None = None, *args: Any, **kwargs: Any) -> None:
+        if config is not None:
+            check_targets(_hydra_callback_targets(config), "hydra.callbacks")
+        build(self, config, *args, **kwargs)
+
+    checked_init._otdata_checked = True  # type: ignore[attr-defined]
+    Callbacks.__init__ = checked_init  # type: ignore[method-assign]
