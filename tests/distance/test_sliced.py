@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from otdata.distance import DistanceResult, SlicedDatasetDistance, distance_matrix
-from otdata.distance.sliced import w_pp_sorted, zero_truncated_poisson
+from otdata.distance.sliced import zero_truncated_poisson
+from otdata.ot.sliced import w_pp_sorted
 
 
 def emd2_1d(a: np.ndarray, b: np.ndarray, p: float) -> float:

@@ -37,7 +37,8 @@ from torch import Tensor
 
 from otdata.ot._exp import exp_
 from otdata.ot.costs import MatrixCost, PointCloudCost
-from otdata.ot.gaussian import bures_cross_terms_gram
+from otdata.ot.divergence import debias
+from otdata.ot.gaussian import bures_cross_terms_gram, bures_from_parts
 from otdata.ot.sinkhorn import sinkhorn
 
 from .labels import label_distances_from_stats
@@ -150,8 +151,7 @@ class FixedTargetOTDD:
             yy = None
             if self.debiased:
                 with torch.no_grad():
-                    cost = PointCloudCost(self.Xt, self.Xt, self.p, self.lambda_x, self.W_tt.to(self.Xt.dtype),
-                                          self.tyi, self.tyi, self.lambda_y)
+                    cost = self.dd.ground_cost(self.Xt, self.Xt, self.W_tt, self.tyi, self.tyi)
                     yy = sinkhorn(b, b, cost, eps, symmetric=True, differentiable=False, transport_cost=False,
                                   **self.solve_kwargs).entropic
             self._weights[key] = (b, yy)
@@ -196,8 +196,8 @@ class FixedTargetOTDD:
         pen = self.penalty
         if pen is None:
             with torch.no_grad():
-                base = PointCloudCost(X.detach(), self.Xt.to(X.dtype), self.p, self.lambda_x,
-                                      W_st.detach().to(X.dtype), state.yi, self.tyi, self.lambda_y).max_value()
+                base = self.dd.ground_cost(X.detach(), self.Xt.to(X.dtype), W_st.detach(), state.yi,
+                                           self.tyi).max_value()
             pen = 10.0 * base
         return W_st + pen * mask
 
@@ -205,8 +205,7 @@ class FixedTargetOTDD:
         """The absolute epsilon, resolved once from the first source's cost scale (uniform weights,
         label costs without the correspondence penalty): the scale ``DatasetDistance`` uses."""
         if self.warm.epsilon is None:
-            cost = PointCloudCost(X.detach(), self.Xt.to(X.dtype), self.p, self.lambda_x,
-                                  W_st.detach().to(X.dtype), state.yi, self.tyi, self.lambda_y)
+            cost = self.dd.ground_cost(X.detach(), self.Xt.to(X.dtype), W_st.detach(), state.yi, self.tyi)
             self.warm.epsilon = self.dd.solver.absolute_epsilon(cost.mean_value())
         return self.warm.epsilon
 
@@ -280,10 +279,9 @@ class FixedTargetOTDD:
         tmu, ttr = t.means.to(Xd.dtype), t.traces.to(Xd.dtype)
         M = ((mu.unsqueeze(1) - tmu.unsqueeze(0)) ** 2).sum(-1)
         Ct = len(self.tclasses)
-        W_st = (M + tr.unsqueeze(1) + ttr.unsqueeze(0)
-                - 2 * bures_cross_terms_gram(G_xy, yi, C, self.tyi, Ct)).clamp_min(0.0)
+        W_st = bures_from_parts(M, tr, ttr, bures_cross_terms_gram(G_xy, yi, C, self.tyi, Ct))
         M = ((mu.unsqueeze(1) - mu.unsqueeze(0)) ** 2).sum(-1)
-        W_ss = (M + tr.unsqueeze(1) + tr.unsqueeze(0) - 2 * bures_cross_terms_gram(G_xx, yi, C)).clamp_min(0.0)
+        W_ss = bures_from_parts(M, tr, tr, bures_cross_terms_gram(G_xx, yi, C))
         return W_st, W_ss * (1 - torch.eye(C, dtype=W_ss.dtype, device=W_ss.device))
 
     def _value_gram(self, state) -> Tensor:
@@ -329,7 +327,7 @@ class FixedTargetOTDD:
                 P_xx = self._plan(c_xx, xx)
                 S_xx = P_xx + P_xx.T
                 coef = coef - 0.5 * S_xx.sum(1)
-                value = value - 0.5 * xx.entropic - 0.5 * yy.to(X.dtype)
+                value = debias(value, xx.entropic, yy.to(X.dtype))
             g = torch.addmm(coef.unsqueeze(1) * Xc, P_xy, Y, alpha=-1.0)
             if self.debiased:
                 g.addmm_(S_xx, Xc, alpha=0.5)
@@ -367,16 +365,13 @@ class FixedTargetOTDD:
         W_st = self._penalise(W_st, state, X)
         b, yy = self.target_measure(state, eps)
         xt = self.Xt.to(X.dtype)
-        c_xy = self._dense(PointCloudCost(X, xt, self.p, self.lambda_x, W_st.to(X.dtype), state.yi, self.tyi,
-                                          self.lambda_y))
+        c_xy = self._dense(self.dd.ground_cost(X, xt, W_st, state.yi, self.tyi))
         xy = self._solve(b, c_xy, eps, "xy")
         xx = None
         if self.debiased:
-            c_xx = self._dense(PointCloudCost(X, X, self.p, self.lambda_x, W_ss.to(X.dtype), state.yi, state.yi,
-                                              self.lambda_y))
+            c_xx = self._dense(self.dd.ground_cost(X, X, W_ss, state.yi, state.yi))
             xx = self._solve(None, c_xx, eps, "xx")
         self._remember(xy, xx)
         if not self.debiased:
             return xy.loss
-        # Sinkhorn divergence S = OT(a,b) - OT(a,a)/2 - OT(b,b)/2, target self-term precomputed
-        return xy.loss - 0.5 * xx.loss - 0.5 * yy.to(X.dtype)
+        return debias(xy.loss, xx.loss, yy.to(X.dtype))  # the target self-term precomputed

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from otdata.ot.costs import pairwise_cost
 from otdata.ot.exact import emd2_differentiable
-from otdata.ot.gaussian import bures_cross_terms, bures_wasserstein_diagonal
+from otdata.ot.gaussian import bures_cross_terms, bures_from_parts, bures_wasserstein_diagonal
 from otdata.ot._threads import single_thread
 from otdata.ot.batched import batched_sinkhorn
 from otdata.ot.config import SinkhornConfig
@@ -33,7 +33,7 @@ def gaussian_label_distances(s1: ClassStats, s2: ClassStats, symmetric: bool = F
         # same values as the pair loop of bures_wasserstein_factors)
         M = ((s1.means.unsqueeze(1) - s2.means.unsqueeze(0)) ** 2).sum(-1)
         cross = bures_cross_terms(s1.factors, None if symmetric else s2.factors, safe=grad)
-        W = (M + s1.traces.unsqueeze(1) + s2.traces.unsqueeze(0) - 2 * cross).clamp_min(0.0)
+        W = bures_from_parts(M, s1.traces, s2.traces, cross)
         if symmetric:
             W = W * (1 - torch.eye(W.shape[0], dtype=W.dtype, device=W.device))
         return W

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from otdata.ot.config import SinkhornConfig
 from otdata.ot.costs import PointCloudCost
+from otdata.ot.divergence import debias
 from otdata.ot.sinkhorn import ConvergenceWarning, SinkhornResult, check_cost, sinkhorn
 
 from .labels import LABEL_DISTANCES, exact_label_distances, exact_label_path, label_distances_from_stats
@@ -241,10 +242,15 @@ class DatasetDistance:
             return exact_label_distances(Xa.double(), a.labels, a.num_classes, Xb.double(), b.labels,
                                          b.num_classes, self.p, self.exact_method, self.solver, symmetric=a is b)
 
-    def _cost(self, a: LabeledCloud, b: LabeledCloud, W: Tensor | None) -> PointCloudCost:
+    def ground_cost(self, X1: Tensor, X2: Tensor, W: Tensor | None = None, y1: Tensor | None = None,
+                    y2: Tensor | None = None) -> PointCloudCost:
+        """The OTDD ground cost ``lambda_x ||x - x'||^p + lambda_y W[y, y']`` between the rows of ``X1``
+        and ``X2`` (computed block by block, never stored unless asked), with label distances ``W``
+        ``(C1, C2)`` indexed by the labels ``y1``, ``y2`` (``0..C-1``); ``W=None``: features only.
+        ``W`` is cast to the features' dtype."""
         if W is None:
-            return PointCloudCost(a.X, b.X, self.p, self.lambda_x)
-        return PointCloudCost(a.X, b.X, self.p, self.lambda_x, W.to(a.X.dtype), a.labels, b.labels, self.lambda_y)
+            return PointCloudCost(X1, X2, self.p, self.lambda_x)
+        return PointCloudCost(X1, X2, self.p, self.lambda_x, W.to(X1.dtype), y1, y2, self.lambda_y)
 
     def _self_label_distances(self, c: LabeledCloud) -> Tensor:
         """``label_distances(c, c)``, cached on ``c`` when no gradient flows through it: a dataset's
@@ -264,7 +270,8 @@ class DatasetDistance:
         if cacheable and key in c.cache:
             return c.cache[key]
         W = self._self_label_distances(c) if c.labels is not None else None
-        r = sinkhorn(None, None, self._cost(c, c, W), epsilon, symmetric=True, **self.solver.solve_kwargs())
+        cost = self.ground_cost(c.X, c.X, W, c.labels, c.labels)
+        r = sinkhorn(None, None, cost, epsilon, symmetric=True, **self.solver.solve_kwargs())
         if cacheable:
             c.cache[key] = r
         return r
@@ -320,7 +327,7 @@ class DatasetDistance:
             tgt = LabeledCloud(tgt.X.to(src.X), tgt.labels.to(src.X.device) if tgt.labels is not None else None,
                                tgt.classes, tgt.class_names, tgt.stats, tgt.settings, tgt.cache)
         W = self.label_distances(src, tgt) if src.labels is not None else None
-        cost = self._cost(src, tgt, W)
+        cost = self.ground_cost(src.X, tgt.X, W, src.labels, tgt.labels)
         scale = cost.mean_value()
         if not math.isfinite(scale):
             check_cost(cost)  # raises the overflow error that names the fix
@@ -331,7 +338,7 @@ class DatasetDistance:
         if self.debiased:
             xx, yy = self._self_term(src, eps), self._self_term(tgt, eps)
             solves += [xx, yy]
-            loss = xy.loss - 0.5 * xx.loss - 0.5 * yy.loss
+            loss = debias(xy.loss, xx.loss, yy.loss)
             divergence = float(loss.detach())
         converged = all(r.converged for r in solves)
         value = float(xy.transport_cost)

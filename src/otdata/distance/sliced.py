@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from otdata.ot.sliced import w_pp_sorted
+
 from .result import DistanceResult
 
 
@@ -65,24 +67,6 @@ def zero_truncated_poisson(rates: np.ndarray, rng: np.random.Generator) -> np.nd
     while (bad := out == 0).any():
         out[bad] = rng.poisson(rates[bad])
     return out
-
-
-def w_pp_sorted(u: Tensor, v: Tensor, p: float) -> Tensor:
-    """Exact ``W_p^p`` between uniform 1-D samples whose rows are already sorted.
-
-    ``u``: ``(L, n)``, ``v``: ``(L, m)``; returns ``(L,)``. Equal sizes pair the order statistics;
-    otherwise the two quantile functions are compared on the merged grid ``{i/n} U {j/m}``.
-    """
-    n, m = u.shape[1], v.shape[1]
-    if n == m:
-        return (u - v).abs().pow(p).mean(1)
-    t = np.sort(np.concatenate([np.arange(1, n + 1) / n, np.arange(1, m + 1) / m]))
-    w = np.diff(np.concatenate([[0.0], t]))
-    mid = t - 0.5 * w
-    iu = torch.from_numpy(np.minimum((mid * n).astype(np.int64), n - 1)).to(u.device)
-    iv = torch.from_numpy(np.minimum((mid * m).astype(np.int64), m - 1)).to(u.device)
-    weights = torch.from_numpy(w).to(u.device, u.dtype)
-    return (weights * (u[:, iu] - v[:, iv]).abs().pow(p)).sum(1)
 
 
 class SlicedDatasetDistance:

@@ -16,16 +16,8 @@ from .gaussian import (
     covariance_factor,
     sqrtm_psd,
 )
-from .sinkhorn import (
-    ConvergenceError,
-    ConvergenceWarning,
-    DivergenceResult,
-    SinkhornResult,
-    epsilon_schedule,
-    sinkhorn,
-    sinkhorn_divergence,
-    sinkhorn_points,
-)
+from .divergence import DivergenceResult, debias, sinkhorn_divergence, sinkhorn_points
+from .sinkhorn import ConvergenceError, ConvergenceWarning, SinkhornResult, epsilon_schedule, sinkhorn
 from .sliced import sliced_wasserstein
 
 __all__ = [
@@ -33,6 +25,6 @@ __all__ = [
     "emd", "emd2", "emd2_differentiable",
     "bures_cross_term", "bures_wasserstein", "bures_wasserstein_diagonal", "bures_wasserstein_factors",
     "covariance_factor", "sqrtm_psd",
-    "SinkhornConfig", "ConvergenceError", "ConvergenceWarning", "DivergenceResult", "SinkhornResult", "epsilon_schedule", "sinkhorn", "sinkhorn_divergence",
-    "sinkhorn_points", "sliced_wasserstein",
+    "SinkhornConfig", "ConvergenceError", "ConvergenceWarning", "DivergenceResult", "SinkhornResult",
+    "debias", "epsilon_schedule", "sinkhorn", "sinkhorn_divergence", "sinkhorn_points", "sliced_wasserstein",
 ]

@@ -49,6 +49,13 @@ def covariance_factor(X: Tensor, mean: Tensor | None = None, low_rank: bool | st
     return sqrtm_psd(S), torch.diagonal(S).sum()
 
 
+def bures_from_parts(M: Tensor, tr1: Tensor, tr2: Tensor, cross: Tensor) -> Tensor:
+    """All-pairs ``W2^2 = ||m1 - m2||^2 + tr S1 + tr S2 - 2 tr (S1^{1/2} S2 S1^{1/2})^{1/2}`` from its
+    parts: squared mean distances ``M`` ``(C1, C2)``, traces ``tr1`` ``(C1,)`` and ``tr2`` ``(C2,)``, and
+    cross terms ``cross`` ``(C1, C2)``; clamped at 0 (rounding can take a zero distance below it)."""
+    return (M + tr1.unsqueeze(1) + tr2.unsqueeze(0) - 2 * cross).clamp_min(0.0)
+
+
 def bures_cross_term(F1: Tensor, F2: Tensor) -> Tensor:
     """``tr (S1^{1/2} S2 S1^{1/2})^{1/2}`` from factors ``S_k = F_k^T F_k``."""
     K = F1 @ F2.T
@@ -65,7 +72,7 @@ def bures_wasserstein_factors(
     size = max([f.shape[0] for f in list(F1) + list(F2)] + [0])
     with single_thread(size <= 1024):
         cross = torch.stack([torch.stack([bures_cross_term(f1, f2) for f2 in F2]) for f1 in F1])
-    return (M + tr1.unsqueeze(1) + tr2.unsqueeze(0) - 2 * cross).clamp_min(0.0)
+    return bures_from_parts(M, tr1, tr2, cross)
 
 
 def _sq(x: Tensor, y: Tensor) -> Tensor:
@@ -84,7 +91,6 @@ def bures_wasserstein(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor, ridg
     c1 = cov1 + ridge * eye
     c2 = cov2 + ridge * eye
     R1 = sqrtm_psd(c1)  # (C1, d, d)
-    out = torch.empty(mu1.shape[0], mu2.shape[0], dtype=mu1.dtype, device=mu1.device)
     cross_rows = []
     for i in range(R1.shape[0]):
         M = R1[i].unsqueeze(0) @ c2 @ R1[i].unsqueeze(0)  # (C2, d, d)
@@ -93,8 +99,7 @@ def bures_wasserstein(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor, ridg
     cross = torch.stack(cross_rows)
     tr1 = torch.diagonal(c1, dim1=-2, dim2=-1).sum(-1)
     tr2 = torch.diagonal(c2, dim1=-2, dim2=-1).sum(-1)
-    out = _sq(mu1, mu2) + tr1.unsqueeze(1) + tr2.unsqueeze(0) - 2 * cross
-    return out.clamp_min(0.0)
+    return bures_from_parts(_sq(mu1, mu2), tr1, tr2, cross)
 
 
 def bures_wasserstein_diagonal(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor) -> Tensor:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 
-def _quantile_w_pp(u: Tensor, v: Tensor, p: float) -> Tensor:
-    """Exact ``W_p^p`` between uniform 1-D samples, batched over the last dim of projections.
+def w_pp_sorted(u: Tensor, v: Tensor, p: float) -> Tensor:
+    """Exact ``W_p^p`` between uniform 1-D samples whose rows are already sorted.
 
-    ``u``: (n, L), ``v``: (m, L). Integrates ``|F^-1(t) - G^-1(t)|^p`` over the merged grid.
+    ``u``: ``(L, n)``, ``v``: ``(L, m)``; returns ``(L,)``. Equal sizes pair the order statistics;
+    otherwise the two quantile functions are compared on the merged grid ``{i/n} U {j/m}``.
+    Differentiable w.r.t. ``u`` and ``v`` (the grid is not).
     """
-    n, m = u.shape[0], v.shape[0]
-    us, _ = u.sort(0)
-    vs, _ = v.sort(0)
-    dev, dt = u.device, u.dtype
-    t = torch.cat([torch.arange(1, n + 1, device=dev, dtype=dt) / n, torch.arange(1, m + 1, device=dev, dtype=dt) / m])
-    t, _ = t.sort()
-    w = torch.diff(torch.cat([torch.zeros(1, device=dev, dtype=dt), t]))
+    n, m = u.shape[1], v.shape[1]
+    if n == m:
+        return (u - v).abs().pow(p).mean(1)
+    t = np.sort(np.concatenate([np.arange(1, n + 1) / n, np.arange(1, m + 1) / m]))
+    w = np.diff(np.concatenate([[0.0], t]))
     mid = t - 0.5 * w
-    iu = (mid * n).floor().long().clamp(0, n - 1)
-    iv = (mid * m).floor().long().clamp(0, m - 1)
-    return (w.unsqueeze(1) * (us[iu] - vs[iv]).abs().pow(p)).sum(0)
+    iu = torch.from_numpy(np.minimum((mid * n).astype(np.int64), n - 1)).to(u.device)
+    iv = torch.from_numpy(np.minimum((mid * m).astype(np.int64), m - 1)).to(u.device)
+    weights = torch.from_numpy(w).to(u.device, u.dtype)
+    return (weights * (u[:, iu] - v[:, iv]).abs().pow(p)).sum(1)
 
 
 def sliced_wasserstein(
@@ -39,4 +41,4 @@ def sliced_wasserstein(
     gen = generator if generator is not None else torch.Generator(device="cpu").manual_seed(seed)
     th = torch.randn(x.shape[1], n_projections, generator=gen, dtype=torch.float64).to(x.device, x.dtype)
     th = th / th.norm(dim=0, keepdim=True)
-    return _quantile_w_pp(x @ th, y @ th, p).mean()
+    return w_pp_sorted((x @ th).T.sort(1).values, (y @ th).T.sort(1).values, p).mean()
