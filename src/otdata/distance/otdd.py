@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
 from otdata.ot.config import SinkhornConfig
 from otdata.ot.costs import PointCloudCost
 from otdata.ot.divergence import debias
@@ -42,6 +42,7 @@ class LabeledCloud:
     stats: ClassStats | None
     settings: tuple
     cache: dict = field(default_factory=dict, repr=False)
+    item_shape: tuple = ()  # one item's shape before flattening, e.g. (1, 28, 28), for messages
 
     @property
     def n(self) -> int:
@@ -52,39 +53,12 @@ class LabeledCloud:
         return 0 if self.classes is None else int(self.classes.numel())
 
 
-def _to_tensor(a, name: str) -> Tensor:
-    if isinstance(a, Tensor):
-        return a
-    if isinstance(a, np.ndarray):
-        return torch.from_numpy(a)
-    raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(a).__name__}")
-
-
 #: features whose typical magnitudes differ by more than this factor are probably in other units
 SCALE_MISMATCH = 30.0
 
 
 class ScaleMismatchWarning(UserWarning):
     """Two datasets' features differ in magnitude by orders: probably different units."""
-
-
-def _check_features(X, name: str) -> Tensor:
-    X = _to_tensor(X, name)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (n, d) tensor, got shape {tuple(X.shape)}; flatten it, e.g. X.flatten(1)")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 samples); pass at least one sample per dataset")
-    if X.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features")
-    if X.dtype == torch.uint8:  # images as stored (0..255): read as intensities in [0, 1]
-        log.info("%s holds uint8 values: read as images and divided by 255 (pass floats to keep another scale)", name)
-        X = X.float() / 255.0
-    elif not torch.is_floating_point(X):
-        X = X.float()
-    if not bool(torch.isfinite(X.detach()).all()):
-        bad = int((~torch.isfinite(X.detach())).any(1).sum())
-        raise ValueError(f"{name} contains NaN or inf values in {bad} row(s); clean or drop them before computing distances")
-    return X
 
 
 def feature_scale(X: Tensor) -> float:
@@ -104,17 +78,6 @@ def check_scales(X1: Tensor, X2: Tensor, names: tuple[str, str] = ("X1", "X2")) 
             "are both in the same units (e.g. pixels in [0, 1] on both sides, not 0..255 on one)? Rescale one "
             "of them; the distance would mostly measure the difference in units.", ScaleMismatchWarning,
             stacklevel=3)
-
-
-def _check_labels(y, n: int, name: str) -> Tensor:
-    y = _to_tensor(y, name)
-    if torch.is_floating_point(y) or torch.is_complex(y) or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}; convert with {name}.long()")
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (n,), got shape {tuple(y.shape)}")
-    if y.shape[0] != n:
-        raise ValueError(f"{name} has {y.shape[0]} labels but the features have {n} rows; they must match")
-    return y
 
 
 class DatasetDistance:
@@ -201,25 +164,19 @@ class DatasetDistance:
     def prepare(self, X, y=None, class_names: Sequence[str] | None = None, name: str = "X") -> LabeledCloud:
         """Validate a dataset and compute what the label distance needs (class statistics).
 
+        ``X``: features, or any dataset :func:`otdata.data.as_labeled` accepts (a ``(X, y)`` tuple,
+        a ``Dataset``/``DataLoader``, a ``LabeledDataModule``, a ``datasets.Dataset``, ...).
         ``y``: integer labels (any values; mapped to ``0..C-1`` in sorted order) or ``None``.
-        ``class_names``: one name per distinct label in sorted label order (default ``str`` of
-        the label values). With ``label_grad=False`` statistics are computed without autograd.
+        ``class_names``: one name per distinct label in sorted label order, or one per label value
+        ``0..C-1`` (default ``str`` of the label values). With ``label_grad=False`` statistics are
+        computed without autograd.
         """
-        X = _check_features(X, name)
-        dtype = self.dtype or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32)
-        X = X.to(device=self.device or X.device, dtype=dtype)
-        if y is None:
-            if class_names is not None:
-                raise ValueError("class_names given without labels")
-            return LabeledCloud(X, None, None, [], None, self._stats_key())
-        y = _check_labels(y, X.shape[0], name.replace("X", "y") if "X" in name else "y")
-        labels, classes = map_labels(y.to(X.device))
-        if class_names is None:
-            names = [str(int(c)) for c in classes.tolist()]
-        else:
-            names = [str(c) for c in class_names]
-            if len(names) != classes.numel():
-                raise ValueError(f"{len(names)} class names for {classes.numel()} distinct labels")
+        data = as_labeled(X, y, class_names, name=name)
+        X = data.X.to(device=self.device or data.X.device, dtype=self.dtype or data.X.dtype)
+        if data.y is None:
+            return LabeledCloud(X, None, None, [], None, self._stats_key(), item_shape=data.item_shape)
+        labels, classes = map_labels(data.y.to(X.device))
+        names = data.class_names
         stats = None
         if self.label_distance in ("gaussian", "means"):
             cov = self.covariance if self.label_distance == "gaussian" else None
@@ -228,7 +185,7 @@ class DatasetDistance:
             with torch.set_grad_enabled(self.label_grad and torch.is_grad_enabled()):
                 stats = class_stats(Xs, labels, covariance=cov, ridge=self.ridge, min_count=min_count)
             stats.classes = classes
-        return LabeledCloud(X, labels, classes, names, stats, self._stats_key())
+        return LabeledCloud(X, labels, classes, names, stats, self._stats_key(), item_shape=data.item_shape)
 
     # ------------------------------------------------------------------ label distances
     def label_distances(self, a: LabeledCloud, b: LabeledCloud) -> Tensor:
@@ -283,32 +240,12 @@ class DatasetDistance:
                 raise ValueError(f"{name} was prepared with other settings {item.settings}; "
                                  f"prepare it again with this DatasetDistance ({self._stats_key()})")
             return item
-        X, y = item
-        return self.prepare(X, y, class_names=class_names, name=name)
+        return self.prepare(item, class_names=class_names, name=name)  # (X, y), or a whole dataset
 
     @staticmethod
     def _parse(args) -> list:
-        items, i = [], 0
-        while i < len(args):
-            a = args[i]
-            if isinstance(a, LabeledCloud):
-                items.append(a)
-                i += 1
-                continue
-            nxt = args[i + 1] if i + 1 < len(args) else None
-            if nxt is None and i + 1 < len(args):
-                items.append((a, None))
-                i += 2
-            elif nxt is not None and not isinstance(nxt, LabeledCloud) and getattr(nxt, "ndim", 2) <= 1:
-                items.append((a, nxt))
-                i += 2
-            else:
-                items.append((a, None))
-                i += 1
-        if len(items) != 2:
-            raise TypeError("call as dd(X1, y1, X2, y2), dd(X1, None, X2, None) or dd(prepared1, prepared2) "
-                            f"(prepared = dd.prepare(X, y)); got {len(args)} positional argument(s)")
-        return items
+        """The two datasets of a call (:func:`otdata.data.labeled.dataset_arguments`)."""
+        return dataset_arguments(args, lambda a: isinstance(a, LabeledCloud))
 
     def __call__(self, *args, class_names1: Sequence[str] | None = None,
                  class_names2: Sequence[str] | None = None) -> DistanceResult:
@@ -317,9 +254,7 @@ class DatasetDistance:
         i1, i2 = self._parse(args)
         src = self._as_cloud(i1, "X1", class_names1)
         tgt = self._as_cloud(i2, "X2", class_names2)
-        if src.X.shape[1] != tgt.X.shape[1]:
-            raise ValueError(f"feature dimensions differ: X1 has d={src.X.shape[1]}, X2 has d={tgt.X.shape[1]}; "
-                             "embed both datasets in the same feature space first")
+        check_same_space(src, tgt, ("X1", "X2"))
         check_scales(src.X, tgt.X)
         if (src.labels is None) != (tgt.labels is None):
             raise ValueError("give labels for both datasets or for neither (y1=y2=None: plain OT on features)")

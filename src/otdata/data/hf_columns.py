@@ -1,0 +1,54 @@
+"""The feature and label columns of a Hugging Face ``datasets.Dataset`` as arrays.
+
+Used by :func:`otdata.data.as_labeled`; ``datasets`` itself is never imported here (the object
+brings its own methods). Image columns come back as ``(n, C, H, W)`` (channels first, as torchvision
+orders them) or ``(n, H, W)`` for gray images; ``ClassLabel`` names become the class names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: feature columns tried in this order when none is named
+X_COLUMNS = ("image", "img", "pixel_values", "features", "embedding", "x")
+#: label columns tried in this order when none is named (then the one ClassLabel column)
+LABEL_COLUMNS = ("label", "labels", "y", "fine_label")
+
+
+def _pick(columns: list[str], name: str | None, candidates, what: str, dataset: str, fix: str) -> str:
+    if name is not None:
+        if name not in columns:
+            raise ValueError(f"{dataset} has no {what} column {name!r}; its columns are {columns}. {fix}")
+        return name
+    for c in candidates:
+        if c in columns:
+            return c
+    raise ValueError(f"{dataset}: no {what} column found among {columns} (tried {list(candidates)}). {fix}")
+
+
+def hf_arrays(ds, x_column: str | None, label_column: str | None, dataset: str = "X"):
+    """``(X array, labels array or None, class names or None)`` of a ``datasets.Dataset``."""
+    if not hasattr(ds, "select_columns"):  # a DatasetDict
+        splits = list(ds.keys()) if hasattr(ds, "keys") else []
+        raise TypeError(f"{dataset} is a dataset dictionary with splits {splits}; pick one, e.g. ds['train']")
+    columns = list(ds.column_names)
+    features = ds.features
+    class_labels = [c for c in columns if type(features[c]).__name__ == "ClassLabel"]
+    ycol = _pick(columns, label_column, [*LABEL_COLUMNS, *class_labels], "label", dataset,
+                 "Name it: as_labeled(ds, label_column='...') (data config: `label_column=...`).")
+    xcol = _pick(columns, x_column, X_COLUMNS, "feature", dataset,
+                 "Name it: as_labeled(ds, x_column='...') (data config: `x_column=...`).")
+    table = ds.select_columns([xcol, ycol]).with_format("numpy")[:]
+    X, y = table[xcol], table[ycol]
+    if X.dtype.kind in "US" or (X.dtype == object and len(X) and isinstance(X[0], str)):
+        raise TypeError(f"{dataset}: column {xcol!r} holds text; embed it first with a sentence encoder "
+                        "(otdata.data.features.TextFeatures(model=...)(texts), or a `features=encoder` step)")
+    if X.dtype == object:
+        shapes = sorted({tuple(np.shape(v)) for v in X})
+        raise ValueError(f"{dataset}: column {xcol!r} holds items of different shapes {shapes[:4]}; give them one "
+                         "shape with a features step (otdata.data.features.Resize(28, channels=1), or "
+                         "`source.features=resize28_gray`)")
+    if type(features[xcol]).__name__ == "Image" and X.ndim == 4:
+        X = np.ascontiguousarray(X.transpose(0, 3, 1, 2))  # (n, H, W, C) -> (n, C, H, W)
+    names = list(features[ycol].names) if type(features[ycol]).__name__ == "ClassLabel" else None
+    return X, y, names
