@@ -110,11 +110,12 @@ def as_labeled(obj, y=None, class_names: Sequence[str] | None = None, name: str 
 def check_same_space(a, b, names: tuple[str, str] = ("X1", "X2")) -> None:
     """Refuse two datasets whose feature dimensions differ, naming both shapes and the fix.
 
-    ``a``, ``b``: ``(n, d)`` tensors or objects with ``X`` (and, for the message, ``item_shape``)."""
-    da, db = int(_features(a).shape[1]), int(_features(b).shape[1])
+    ``a``, ``b``: ``(n, d)`` tensors, or objects with ``X`` or ``dim`` (and, for the message,
+    ``item_shape``)."""
+    da, db = _dim(a), _dim(b)
     if da == db:
         return
-    sa, sb = (getattr(x, "item_shape", None) or (int(_features(x).shape[1]),) for x in (a, b))
+    sa, sb = (getattr(x, "item_shape", None) or (_dim(x),) for x in (a, b))
     raise ValueError(
         f"{names[0]} features have dimension {da} but the {names[1]} has {db} (items of shape {sa} vs "
         f"{sb}); distances and flows compare datasets in one feature space. Fix: {FEATURES_FIX}.")
@@ -149,8 +150,11 @@ def dataset_arguments(args: tuple, is_prepared=lambda a: False) -> list:
 # ------------------------------------------------------------------------------------------------
 
 
-def _features(a) -> Tensor:
-    return a if isinstance(a, Tensor) else a.X
+def _dim(a) -> int:
+    """Feature dimension of an ``(n, d)`` tensor, an object with ``X``, or one with ``dim``."""
+    if isinstance(a, Tensor):
+        return int(a.shape[1])
+    return int(a.X.shape[1]) if hasattr(a, "X") else int(a.dim)
 
 
 def _to_tensor(a, name: str) -> Tensor:

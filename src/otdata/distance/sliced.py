@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
 from otdata.ot.sliced import w_pp_sorted
 
 from .result import DistanceResult
@@ -47,10 +48,16 @@ class SlicedCloud:
     class_names: list[str]
     classes: Tensor | None
     settings: tuple
+    item_shape: tuple = ()  # one item's shape before flattening, for messages
 
     @property
     def n(self) -> int:
         return int(self.Z.shape[1])
+
+    @property
+    def dim(self) -> int:
+        """The feature dimension the slices were drawn for."""
+        return int(self.settings[-1])
 
 
 @dataclass
@@ -123,25 +130,18 @@ class SlicedDatasetDistance:
 
     # ------------------------------------------------------------------ preparation
     def prepare(self, X, y=None, class_names: Sequence[str] | None = None, name: str = "X") -> SlicedCloud:
-        """Project a dataset on every slice and sort each slice (the costly, per-dataset step)."""
-        X = torch.as_tensor(X)
-        if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-            raise ValueError(f"{name} must be a non-empty 2-D (n, d) tensor, got shape {tuple(X.shape)}")
-        dtype = self.dtype or (X.dtype if X.dtype in (torch.float32, torch.float64) else torch.float32)
-        X = X.detach().to(device=self.device or X.device, dtype=dtype)
-        if not bool(torch.isfinite(X).all()):
-            raise ValueError(f"{name} contains NaN or inf values")
+        """Project a dataset on every slice and sort each slice (the costly, per-dataset step).
+
+        ``X``, ``y``, ``class_names``: as :func:`otdata.data.as_labeled` takes them (uint8 images are
+        divided by 255, any item shape is flattened)."""
+        data = as_labeled(X, y, class_names, name=name)
+        dtype = self.dtype or data.X.dtype
+        X = data.X.detach().to(device=self.device or data.X.device, dtype=dtype)
         theta, psi, k = self.slices(X.shape[1])
         labels = classes = None
-        names: list[str] = []
-        if y is not None:
-            y = torch.as_tensor(y)
-            if y.ndim != 1 or y.shape[0] != X.shape[0] or torch.is_floating_point(y):
-                raise ValueError(f"labels of {name} must be (n,) integers matching the {X.shape[0]} rows")
-            classes, labels = torch.unique(y.to(X.device), sorted=True, return_inverse=True)
-            names = [str(int(c)) for c in classes.tolist()] if class_names is None else [str(c) for c in class_names]
-            if len(names) != classes.numel():
-                raise ValueError(f"{len(names)} class names for {classes.numel()} distinct labels")
+        names = data.class_names
+        if data.y is not None:
+            classes, labels = torch.unique(data.y.to(X.device), sorted=True, return_inverse=True)
         Z = torch.empty(self.n_projections, X.shape[0], dtype=dtype, device=X.device)
         with torch.no_grad():
             for start in range(0, self.n_projections, self.chunk):
@@ -149,7 +149,7 @@ class SlicedDatasetDistance:
                 P = X @ theta[:, cols].to(X)
                 Z[cols] = self._mix(P, labels, psi[cols], k[cols]).T
         Z, _ = Z.sort(1)
-        return SlicedCloud(Z, names, classes, self._key(X.shape[1]))
+        return SlicedCloud(Z, names, classes, self._key(X.shape[1]), data.item_shape)
 
     def _mix(self, P: Tensor, labels: Tensor | None, psi: Tensor, k: Tensor) -> Tensor:
         """``psi_0 * P + sum_j psi_j * (class moment of order k_j) / k_j!`` for each slice.
@@ -181,23 +181,12 @@ class SlicedDatasetDistance:
     def _cloud(self, item, name: str, class_names) -> SlicedCloud:
         if isinstance(item, SlicedCloud):
             return item
-        X, y = item
-        return self.prepare(X, y, class_names=class_names, name=name)
+        return self.prepare(item, class_names=class_names, name=name)  # (X, y), or a whole dataset
 
     @staticmethod
     def _parse(args) -> list:
-        items, rest = [], list(args)
-        while rest:
-            a = rest.pop(0)
-            if isinstance(a, SlicedCloud):
-                items.append(a)
-            elif rest and (rest[0] is None or (not isinstance(rest[0], SlicedCloud) and getattr(rest[0], "ndim", 2) <= 1)):
-                items.append((a, rest.pop(0)))
-            else:
-                items.append((a, None))
-        if len(items) != 2:
-            raise TypeError("call as dd(X1, y1, X2, y2), dd(X1, None, X2, None) or dd(prepared1, prepared2)")
-        return items
+        """The two datasets of a call (:func:`otdata.data.labeled.dataset_arguments`)."""
+        return dataset_arguments(args, lambda a: isinstance(a, SlicedCloud))
 
     def __call__(self, *args, class_names1: Sequence[str] | None = None,
                  class_names2: Sequence[str] | None = None) -> SlicedDistanceResult:
@@ -205,6 +194,7 @@ class SlicedDatasetDistance:
         t0 = time.perf_counter()
         i1, i2 = self._parse(args)
         a, b = self._cloud(i1, "X1", class_names1), self._cloud(i2, "X2", class_names2)
+        check_same_space(a, b, ("X1", "X2"))
         if a.settings != b.settings:
             raise ValueError(f"the datasets were prepared with different slices or feature dimensions: "
                              f"{a.settings} vs {b.settings}")
