@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
+from otdata import checks
 from otdata.ot.config import SinkhornConfig
 from otdata.ot.costs import PointCloudCost
 from otdata.ot.divergence import debias
@@ -24,6 +25,9 @@ from .result import DistanceResult
 from .stats import ClassStats, class_stats, map_labels
 
 log = logging.getLogger(__name__)
+
+_PRECISIONS = {"fp32": torch.float32, "float32": torch.float32, "fp64": torch.float64,
+               "float64": torch.float64}
 
 
 @dataclass
@@ -118,18 +122,24 @@ class DatasetDistance:
         solver: SinkhornConfig | Mapping | None = None,
         **solver_settings,
     ):
-        if label_distance not in LABEL_DISTANCES:
-            raise ValueError(f"label_distance must be one of {LABEL_DISTANCES}, got {label_distance!r}")
+        label_distance = checks.choice("label_distance", label_distance, LABEL_DISTANCES)
+        p = checks.number("p", p, low=1)
         if label_distance == "gaussian" and p != 2:
             raise ValueError("label_distance='gaussian' is the closed form of W_2^2 and needs p=2; "
                              "use label_distance='exact' or 'means' for other p")
         if covariance not in ("full", "diagonal"):
             raise ValueError(f"covariance must be 'full' or 'diagonal', got {covariance!r}")
+        lambda_x, lambda_y = (checks.number(k, v, low=0) for k, v in
+                              (("lambda_x", lambda_x), ("lambda_y", lambda_y)))
+        ridge = checks.number("ridge", ridge, low=0)
+        debiased, label_grad = checks.boolean("debiased", debiased), checks.boolean("label_grad", label_grad)
         if precision is not None:
-            dtype = {"fp32": torch.float32, "float32": torch.float32, "fp64": torch.float64,
-                     "float64": torch.float64}[precision]
+            dtype = _PRECISIONS[checks.choice("precision", precision, tuple(_PRECISIONS))]
         if isinstance(solver, SinkhornConfig):
             self.solver = solver.with_(**solver_settings) if solver_settings else solver
+        elif solver is not None and not isinstance(solver, Mapping):
+            raise checks.SettingError(f"solver must be a SinkhornConfig or a mapping of its settings, "
+                                      f"got {solver!r} ({type(solver).__name__})")
         else:
             self.solver = SinkhornConfig.from_kwargs(**{**dict(solver or {}), **solver_settings})
         self.label_distance, self.p, self.debiased = label_distance, float(p), debiased

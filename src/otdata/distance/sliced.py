@@ -33,8 +33,10 @@ import torch
 from torch import Tensor
 
 from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
+from otdata import checks
 from otdata.ot.sliced import w_pp_sorted
 
+from .otdd import _PRECISIONS
 from .result import DistanceResult
 
 
@@ -94,14 +96,13 @@ class SlicedDatasetDistance:
     def __init__(self, n_projections: int = 1000, n_moments: int = 7, p: float = 2, seed: int = 0,
                  chunk: int = 256, dtype: torch.dtype | str | None = None,
                  device: str | torch.device | None = None):
-        if n_projections < 1 or n_moments < 0 or chunk < 1:
-            raise ValueError(f"need n_projections >= 1, n_moments >= 0 and chunk >= 1, got "
-                             f"{n_projections}, {n_moments}, {chunk}")
-        if not p >= 1:
-            raise ValueError(f"p must be >= 1, got {p}")
-        if isinstance(dtype, str):
-            dtype = {"fp32": torch.float32, "float32": torch.float32, "fp64": torch.float64,
-                     "float64": torch.float64}[dtype]
+        n_projections = checks.integer("n_projections", n_projections, low=1)
+        n_moments = checks.integer("n_moments", n_moments, low=0)
+        chunk = checks.integer("chunk", chunk, low=1)
+        p = checks.number("p", p, low=1)
+        seed = checks.integer("seed", seed, low=0)
+        if isinstance(dtype, str) or not (dtype is None or isinstance(dtype, torch.dtype)):
+            dtype = _PRECISIONS[checks.choice("dtype", dtype, tuple(_PRECISIONS))]
         self.n_projections, self.n_moments, self.p = int(n_projections), int(n_moments), float(p)
         self.seed, self.chunk, self.dtype, self.device = int(seed), int(chunk), dtype, device
         self._slices: dict[int, tuple[Tensor, Tensor, Tensor]] = {}

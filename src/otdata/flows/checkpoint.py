@@ -9,7 +9,7 @@ Safety: checkpoints hold plain data only (tensors, numbers, strings, ``None`` an
 dicts of them; ``save_checkpoint`` refuses anything else) and are read with
 ``torch.load(weights_only=True)``, so a crafted file cannot run code when a run resumes.
 
-Files are written atomically (``*.tmp`` then rename) as ``step_{step:07d}.pt`` plus a copy
+Files are written atomically (a temporary file named for the writing process, then a rename) as ``step_{step:07d}.pt`` plus a copy
 ``last.pt``; only the newest ``keep`` step files are kept. A ``last.pt`` that cannot be read (a
 run killed while the disk was full, a truncated copy) falls back to the newest intact step file.
 
@@ -19,11 +19,14 @@ A *fingerprint* (:func:`fingerprint`) records digests of the source, the target 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import pickle
+import shutil
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -33,7 +36,7 @@ from otdata.distance import tensor_digest
 from otdata.rng import rng_state, set_rng_state
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "rng_state", "set_rng_state",
-           "fingerprint", "check_fingerprint", "CheckpointError", "CheckpointMismatchError",
+           "fingerprint", "check_fingerprint", "check_flow_state", "CheckpointError", "CheckpointMismatchError",
            "Trajectory"]
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,10 @@ _PLAIN_SCALARS = (int, float, bool, str, type(None), torch.dtype, torch.device)
 
 class CheckpointError(RuntimeError):
     """A flow checkpoint cannot be read, or holds something other than plain data."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint file holds objects other than plain data; it is never loaded."""
 
 
 class CheckpointMismatchError(ValueError):
@@ -73,9 +80,37 @@ def check_plain(obj, where: str = "state") -> None:
 # -- files --------------------------------------------------------------------------------------
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Write ``obj`` to a temporary file named for this process, then rename it onto ``path``.
+
+    The temporary name is unique per process and call, so two runs writing the same folder never
+    remove each other's file; whatever happens, no temporary file is left behind. A full disk is
+    reported as such (torch's own error names only its zip writer)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if _write_failed(error):
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise CheckpointError(
+                f"the flow checkpoint {path} could not be written ({error}); {free:.0f} MiB are "
+                "free on its device: a full disk is the usual cause. Free some space (or set "
+                "flow.checkpoint_every=0 to write none) and run again with task.resume=true: the "
+                "last complete checkpoint is kept.") from error
+        raise
+
+
+def _write_failed(error: BaseException | None) -> bool:
+    """Whether ``error`` (or one it came from) is a failed write: a full disk or quota, or torch's
+    zip writer failing ("PytorchStreamWriter failed writing file ...")."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            return True
+        if "failed writing file" in str(error) or "file write failed" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def save_checkpoint(directory: str | Path, state: dict, step: int, keep: int = 2) -> Path:
@@ -110,7 +145,7 @@ def _load_file(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower():
-            raise CheckpointError(
+            raise UnsafeCheckpointError(
                 f"{path} holds objects other than tensors and plain data; it was not written by "
                 "otdata and is not loaded (loading it could run code). Delete it, or resume from a "
                 "run folder whose checkpoints otdata wrote."
@@ -118,16 +153,75 @@ def _load_file(path: Path) -> dict:
         raise
 
 
+#: What a flow checkpoint holds: key -> (accepted types, description for errors).
+_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
+    "step": ((int,), "the step counter (an integer >= 0)"),
+    "quiet": ((int,), "the count of quiet steps (an integer >= 0)"),
+    "X": ((torch.Tensor,), "the particles (a 2-D float tensor)"),
+    "X0": ((torch.Tensor,), "the initial particles (a tensor shaped like X)"),
+    "label_params": ((list, tuple, type(None)), "the label parameters (a list of tensors)"),
+    "optimizer": ((dict, type(None)), "the optimizer state (a dict or None)"),
+    "rng": ((dict,), "the random generator states (a dict)"),
+    "history": ((list,), "the objective history (a list of dicts)"),
+    "trajectory": ((dict, type(None)), "the trajectory recorder (a dict)"),
+    "objective_state": ((list, tuple), "the objective terms' states (a list)"),
+    "fingerprint": ((dict,), "the digests of the data and settings (a dict)"),
+}
+_FINGERPRINT = {"source": str, "target": str, "config": str, "source_shape": list,
+                "target_shape": list, "settings": dict}
+
+
+def check_flow_state(state, where: str = "the checkpoint") -> dict:
+    """Return ``state`` if it has the shape of a flow checkpoint; else raise
+    :class:`CheckpointError` naming every key that is missing or of the wrong type."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where} holds a {type(state).__name__}, not a flow checkpoint "
+                              "(a dict of the flow's state)")
+    problems = []
+    for key, (types, what) in _SCHEMA.items():
+        if key not in state:
+            problems.append(f"{key!r} is missing ({what})")
+        elif not isinstance(state[key], types) or isinstance(state[key], bool):
+            problems.append(f"{key!r} is a {type(state[key]).__name__}, expected {what}")
+    if not problems:
+        problems = _check_values(state)
+    if problems:
+        raise CheckpointError(f"{where} is not a valid flow checkpoint: " + "; ".join(problems))
+    return state
+
+
+def _check_values(state: dict) -> list[str]:
+    problems = []
+    if state["step"] < 0 or state["quiet"] < 0:
+        problems.append(f"'step'/'quiet' are negative ({state['step']}, {state['quiet']})")
+    X, X0 = state["X"], state["X0"]
+    if X.ndim != 2 or not X.is_floating_point():
+        problems.append(f"'X' has shape {list(X.shape)} and dtype {X.dtype}, expected a 2-D float tensor")
+    elif X0.shape != X.shape:
+        problems.append(f"'X0' has shape {list(X0.shape)}, 'X' {list(X.shape)}")
+    fp = state["fingerprint"]
+    for key, kind in _FINGERPRINT.items():
+        if not isinstance(fp.get(key), kind):
+            problems.append(f"fingerprint[{key!r}] is a {type(fp.get(key)).__name__}, expected a "
+                            f"{kind.__name__}")
+    if not problems and list(X.shape) != fp["source_shape"]:
+        problems.append(f"'X' has shape {list(X.shape)}, its fingerprint says {fp['source_shape']}")
+    if not all(isinstance(h, dict) for h in state["history"]):
+        problems.append("'history' holds entries that are not dicts")
+    return problems
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint file, or the newest readable one in a directory.
 
     In a directory, ``last.pt`` is tried first, then the ``step_*.pt`` files from the newest; an
-    unreadable file (truncated, empty) is skipped with a warning. A file with a non-plain payload
-    raises :class:`CheckpointError` (nothing in it is run)."""
+    unreadable file (truncated, empty) or one that loads but is not a flow checkpoint (a key missing
+    or of the wrong type, :func:`check_flow_state`) is skipped with a warning. A file with a
+    non-plain payload raises :class:`UnsafeCheckpointError` (nothing in it is run)."""
     path = Path(path)
     if not path.is_dir():
         try:
-            return _load_file(path)
+            return check_flow_state(_load_file(path), f"flow checkpoint {path}")
         except CheckpointError:
             raise
         except Exception as error:
@@ -139,12 +233,12 @@ def load_checkpoint(path: str | Path) -> dict:
     problems = []
     for file in candidates:
         try:
-            state = _load_file(file)
-        except CheckpointError:
+            state = check_flow_state(_load_file(file), file.name)
+        except UnsafeCheckpointError:
             raise
-        except Exception as error:  # truncated zip, empty file, EOF: try an older one
+        except Exception as error:  # truncated, empty or malformed: try an older one
             problems.append(f"{file.name}: {type(error).__name__}: {error}")
-            log.warning("Flow checkpoint %s cannot be read (%s); trying an older one.", file, error)
+            log.warning("Flow checkpoint %s cannot be used (%s); trying an older one.", file, error)
             continue
         if problems:
             log.warning("Resuming from %s.", file)

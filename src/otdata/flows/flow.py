@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from otdata import checks
 from otdata.distance import DatasetDistance, check_scales, class_stats
 from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
                                      load_checkpoint, rng_state,
@@ -118,6 +119,22 @@ def _plain(v):
     return repr(v)
 
 
+def _check_settings(**settings: Any) -> None:
+    """Type and range checks of the flow's numeric and boolean settings (:mod:`otdata.checks`)."""
+    positive = dict(low=0, low_open=True)
+    checks.number("step_size", settings["step_size"], **positive)
+    checks.number("tol", settings["tol"], low=0)
+    checks.number("momentum", settings["momentum"], low=0, high=1, high_open=True)
+    checks.optional(checks.number, "label_step_size", settings["label_step_size"], **positive)
+    checks.optional(checks.number, "max_grad_norm", settings["max_grad_norm"], **positive)
+    for name in ("patience", "seed", "checkpoint_every", "trajectory_every"):
+        checks.optional(checks.integer, name, settings[name], low=0)
+    checks.optional(checks.integer, "keep_checkpoints", settings["keep_checkpoints"], low=0)
+    checks.integer("label_update_every", settings["label_update_every"], low=1)
+    for name in ("progress", "fidelity"):
+        checks.boolean(name, settings[name])
+
+
 class DatasetFlow:
     """Gradient flow of a labeled dataset toward a target dataset.
 
@@ -188,10 +205,16 @@ class DatasetFlow:
             raise ValueError(f"optimizer={optimizer!r} is unknown; use one of {OPTIMIZERS}")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype={dtype!r}; use 'float32' or 'float64'")
-        if step_size <= 0:
-            raise ValueError(f"step_size must be > 0, got {step_size}")
-        if int(steps) < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}; set flow.steps to the number of steps to take")
+        _check_settings(step_size=step_size, tol=tol, patience=patience, momentum=momentum, seed=seed,
+                        label_step_size=label_step_size, max_grad_norm=max_grad_norm,
+                        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+                        trajectory_every=trajectory_every, label_update_every=label_update_every,
+                        progress=progress, fidelity=fidelity)
+        try:
+            checks.integer("steps", steps, low=1)
+        except checks.SettingError:
+            raise checks.SettingError(f"steps must be >= 1, got {steps!r}; set flow.steps to the "
+                                      "number of steps to take (an integer)") from None
         if clamp is not None:
             clamp = [float(clamp[0]), float(clamp[1])]
             if not clamp[0] < clamp[1]:

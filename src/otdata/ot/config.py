@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 
+from otdata import checks
+
 #: ``backend="auto"`` stores the cost matrix when it takes at most this many bytes (the dense
 #: solver keeps the cost and its kernel: twice this).
 DEFAULT_MAX_DENSE_BYTES = 1024**3
@@ -72,18 +74,25 @@ class SinkhornConfig:
     strict: bool = False
 
     def __post_init__(self):
-        if not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0 and math.isfinite(self.epsilon)):
-            raise ValueError(f"epsilon must be a positive finite number, got {self.epsilon!r}")
-        if self.acceleration not in ACCELERATIONS:
-            raise ValueError(f"acceleration must be one of {ACCELERATIONS}, got {self.acceleration!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if not 0 < self.scaling < 1:
-            raise ValueError(f"scaling must be in (0, 1), got {self.scaling}")
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
-        if not (self.tol > 0 and self.warm_tol > 0):
-            raise ValueError(f"tol and warm_tol must be > 0, got {self.tol}, {self.warm_tol}")
+        """Check every setting's type and range (:mod:`otdata.checks`): a bool is not a number,
+        tolerances and epsilon are finite and > 0, iteration counts are integers."""
+        positive = dict(low=0, low_open=True)
+        checked = dict(
+            epsilon=checks.number("epsilon", self.epsilon, **positive),
+            relative=checks.boolean("relative", self.relative),
+            max_iter=checks.integer("max_iter", self.max_iter, low=1),
+            tol=checks.number("tol", self.tol, **positive),
+            warm_tol=checks.number("warm_tol", self.warm_tol, **positive),
+            scaling=checks.number("scaling", self.scaling, low=0, high=1, low_open=True, high_open=True),
+            acceleration=checks.choice("acceleration", self.acceleration, ACCELERATIONS),
+            overrelax=checks.number("overrelax", self.overrelax, low=0, high=2, low_open=True,
+                                    high_open=True),
+            backend=checks.choice("backend", self.backend, BACKENDS),
+            max_dense_bytes=checks.integer("max_dense_bytes", self.max_dense_bytes, low=0),
+            strict=checks.boolean("strict", self.strict),
+        )
+        for name, value in checked.items():  # store the checked value (1e3 -> 1000)
+            object.__setattr__(self, name, value)
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "SinkhornConfig":
