@@ -3,6 +3,7 @@
     otdata task=distance data@source=usps data@target=mnist
     otdata -m task=train seed=0,1          # a sweep: one job per seed
     otdata --help                          # every group and option
+    otdata summarize multirun/distance/<date>_<time>   # rebuild a sweep's summary table
 
 Each task is a module `otdata.tasks.<task.name>` with a `run(cfg) -> dict` function.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -39,11 +41,41 @@ def run_task(cfg: DictConfig) -> dict:
     try:
         return module.run(cfg)
     except DataFileError as error:  # the message says it all: print it alone, exit code 1
+        if _in_sweep():  # a failed job of a sweep: an ordinary exception, reported by the sweep
+            raise
         raise SystemExit(f"otdata: {error}") from None
 
 
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def main() -> float | None:
+    """The `otdata` command: `otdata summarize <sweep dir>`, or a Hydra run (:func:`run`)."""
+    if sys.argv[1:2] == ["summarize"]:
+        return summarize_command(sys.argv[2:])
+    return run()
+
+
+def summarize_command(args: list[str]) -> None:
+    """`otdata summarize <sweep dir>`: (re)write and print the sweep's summary tables."""
+    from pathlib import Path
+
+    from otdata import summary
+
+    if len(args) != 1 or not Path(args[0]).is_dir():
+        raise SystemExit("usage: otdata summarize <sweep folder>   (e.g. multirun/distance/"
+                         "2025-01-31_12-00-00-000000)" + (f"; {args[0]!r} is not a folder" if args else ""))
+    if not summary.write_and_print(args[0]):
+        raise SystemExit(f"otdata: {args[0]} holds no job folder (no */.hydra/overrides.yaml): "
+                         "is it the sweep folder that `otdata -m` printed?")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     """Hydra entry point. Returns the task's `objective` metric, if any (for sweepers)."""
     job = _job()
     console.setup()

@@ -11,10 +11,17 @@ writes, into the sweep folder:
                            number as mean and standard deviation over the seeds
 
 and prints the Markdown tables. Enabled in `conf/hydra/default.yaml` (`hydra.callbacks`).
+
+Every job also gets a `status.yaml` (`status: ok` or `failed`, and the error's first line), written
+by the callback when the job ends, or by otdata's launchers for a job that died without a result.
+The summary has a `status` column (and `error` when a job failed) and is written also when some
+jobs fail (Hydra calls `on_multirun_end` only when all succeed). `otdata summarize <sweep dir>`
+rebuilds it at any time.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import statistics
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from otdata.tables import columns_of, read_csv, to_markdown, write_table
@@ -37,15 +45,39 @@ def _job_number(folder: Path) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", folder.name))
 
 
+STATUS_FILE = "status.yaml"
+
+
+def write_status(folder: Path, status: str, error: str = "", overrides: list[str] | None = None) -> None:
+    """Record how a job ended in `<job folder>/status.yaml` (`overrides` for a job that died before
+    Hydra wrote its `.hydra` folder)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"status": status, "error": error}
+    if overrides is not None:
+        record["overrides"] = list(overrides)
+    OmegaConf.save(OmegaConf.create(record), folder / STATUS_FILE)
+
+
+def read_status(folder: Path) -> dict | None:
+    """A job's `status.yaml` as a dict, or None if it has none."""
+    path = Path(folder) / STATUS_FILE
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+
+
 def job_folders(sweep_dir: Path) -> list[Path]:
-    """The sweep's job folders (those holding `.hydra/overrides.yaml`), in job order."""
+    """The sweep's job folders (those holding `.hydra/overrides.yaml` or `status.yaml`), in job
+    order."""
     found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+    found |= {p.parent for p in sweep_dir.glob(f"**/{STATUS_FILE}") if ".submitit" not in p.parts}
     return sorted(found, key=lambda p: (len(p.relative_to(sweep_dir).parts), _job_number(p)))
 
 
 def read_overrides(folder: Path) -> dict[str, str]:
-    """`{"data@source": "usps", "seed": "1", ...}` from a job's `.hydra/overrides.yaml`."""
-    pairs = OmegaConf.load(folder / ".hydra" / "overrides.yaml") or []
+    """`{"data@source": "usps", "seed": "1", ...}` from a job's `.hydra/overrides.yaml` (or its
+    `status.yaml`, for a job that died before Hydra started)."""
+    path = folder / ".hydra" / "overrides.yaml"
+    pairs = (OmegaConf.load(path) if path.is_file() else (read_status(folder) or {}).get("overrides")) or []
     out = {}
     for item in pairs:
         key, _, value = str(item).partition("=")
@@ -63,8 +95,9 @@ def task_name(folder: Path) -> str | None:
 def gather(sweep_dir: Path) -> tuple[list[dict], list[str], dict[str, str], list[str]]:
     """Every job's result rows, prefixed by its varying overrides.
 
-    Returns `(rows, override_columns, shared_overrides, tasks)`; a job without a result table
-    contributes one row whose `status` says so.
+    Returns `(rows, override_columns, shared_overrides, tasks)`. Each row has the job's `status`
+    (`ok`, `failed`, a SLURM state, or why its table is missing) and, if it failed, `error`; a job
+    without a result table contributes one row.
     """
     jobs = [(folder, read_overrides(folder), task_name(folder)) for folder in job_folders(sweep_dir)]
     keys = list(dict.fromkeys(k for _, overrides, _ in jobs for k in overrides))
@@ -75,10 +108,16 @@ def gather(sweep_dir: Path) -> tuple[list[dict], list[str], dict[str, str], list
         prefix = {"job": folder.relative_to(sweep_dir).as_posix(),
                   **{k: overrides.get(k, "") for k in varying}}
         table = folder / f"{task}.csv"
+        record = read_status(folder) or {}
+        status = {"status": record.get("status", "ok")}
+        if record.get("error"):
+            status["error"] = record["error"]
         if task and table.is_file():
-            rows += [{**prefix, **row} for row in read_csv(table)]
+            rows += [{**prefix, **status, **row} for row in read_csv(table)]
         else:
-            rows.append({**prefix, "status": f"no result table ({table.name} missing)"})
+            if not record:
+                status["status"] = f"no result table ({table.name if task else '<task>.csv'} missing)"
+            rows.append({**prefix, **status})
     tasks = list(dict.fromkeys(task for _, _, task in jobs if task))
     return rows, varying, shared, tasks
 
@@ -143,10 +182,17 @@ def _shared_note(shared: dict[str, str], tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _error_last(rows: list[dict]) -> list[dict]:
+    """The `error` column moved to the end (it is long), present only when a job failed."""
+    return [{**{k: v for k, v in row.items() if k != "error"},
+             **({"error": row["error"]} if "error" in row else {})} for row in rows]
+
+
 def summarize(sweep_dir: str | Path) -> dict[str, Path]:
     """Write `summary.csv/.md` (and `summary_seeds.csv/.md` when seeds vary) into `sweep_dir`."""
     sweep_dir = Path(sweep_dir)
     rows, varying, shared, tasks = gather(sweep_dir)
+    rows = _error_last(rows)
     if not rows:
         return {}
     note = _shared_note(shared, tasks)
@@ -161,20 +207,56 @@ def summarize(sweep_dir: str | Path) -> dict[str, Path]:
     return written
 
 
+#: Sweep folders whose summary this process has written (the exit hook skips them).
+_WRITTEN: set[Path] = set()
+
+
+def write_and_print(sweep_dir: str | Path, print_tables: bool = True) -> dict[str, Path]:
+    """:func:`summarize`, then print the tables; a failure to summarize is a warning, never an error
+    (it must not turn a finished sweep into a failure)."""
+    sweep_dir = Path(sweep_dir)
+    _WRITTEN.add(sweep_dir.resolve())
+    try:
+        written = summarize(sweep_dir)
+    except Exception as error:
+        log.warning("Could not write the sweep summary in %s: %s", sweep_dir, error)
+        return {}
+    for name, csv_path in written.items():
+        md = csv_path.with_suffix(".md")
+        if print_tables:
+            print(f"\n{name} ({md}):\n\n{md.read_text()}", flush=True)
+    return written
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
 class SweepSummary(Callback):
-    """Hydra callback: at the end of a multirun, one summary table of every job (see module doc)."""
+    """Hydra callback: every job's status, and one summary table of every job at the end of a
+    multirun, also when jobs failed (see module doc)."""
 
     def __init__(self, print_tables: bool = True):
         self.print_tables = print_tables
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        try:
-            written = summarize(sweep_dir)
-        except Exception as error:  # a summary must never turn a finished sweep into a failure
-            log.warning("Could not write the sweep summary in %s: %s", sweep_dir, error)
+        atexit.register(self._if_unwritten, sweep_dir)   # Hydra skips on_multirun_end on failure
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
             return
-        for name, csv_path in written.items():
-            md = csv_path.with_suffix(".md")
-            if self.print_tables:
-                print(f"\n{name} ({md}):\n\n{md.read_text()}", flush=True)
+        failed = job_return.status == JobStatus.FAILED
+        write_status(Path(HydraConfig.get().runtime.output_dir), "failed" if failed else "ok",
+                     _first_line(job_return._return_value) if failed else "")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_and_print(Path(str(config.hydra.sweep.dir)), self.print_tables)
+
+    def _if_unwritten(self, sweep_dir: Path) -> None:
+        if sweep_dir.resolve() not in _WRITTEN and sweep_dir.is_dir():
+            write_and_print(sweep_dir, self.print_tables)
