@@ -13,10 +13,12 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
+
+from otdata.data.labeled import as_labeled
 
 from .otdd import DatasetDistance
 
@@ -74,12 +76,13 @@ class DistanceMatrix:
 
 
 def distance_matrix(
-    datasets: Mapping[str, tuple[Tensor, Tensor | None]],
+    datasets: Mapping[str, Any],
     dd: DatasetDistance | None = None,
     cache_dir: str | Path | None = None,
     symmetric: bool = True,
 ) -> DistanceMatrix:
-    """All pairwise distances between ``datasets`` (name -> ``(X, y)``).
+    """All pairwise distances between ``datasets`` (name -> ``(X, y)``, or any dataset
+    :func:`otdata.data.as_labeled` accepts: a ``DataLoader``, a ``LabeledDataModule``, ...).
 
     Each dataset is prepared once (class statistics reused for all its pairs). With
     ``cache_dir``, each pair's result is stored with ``torch.save`` under a key hashing both
@@ -92,7 +95,8 @@ def distance_matrix(
     cache = Path(cache_dir) if cache_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    digests = {k: tensor_digest(*datasets[k]) for k in names}
+    data = {k: as_labeled(datasets[k], name=f"X[{k}]") for k in names}
+    digests = {k: tensor_digest(data[k].X, data[k].y) for k in names}
     settings = json.dumps(dd.settings(), sort_keys=True, default=str)
     prepared: dict[str, object] = {}
     values = torch.zeros(K, K, dtype=torch.float64)
@@ -114,7 +118,7 @@ def distance_matrix(
             else:
                 for k in (names[i], names[j]):
                     if k not in prepared:
-                        prepared[k] = dd.prepare(*datasets[k], name=f"X[{k}]")
+                        prepared[k] = dd.prepare(data[k], name=f"X[{k}]")
                 res = dd(prepared[names[i]], prepared[names[j]])
                 rec = {"value": res.value, "divergence": res.divergence, "result": res.to_dict()}
                 if path is not None:

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from otdata import checks
+from otdata.data.labeled import as_labeled, check_same_space
 from otdata.distance import DatasetDistance, check_scales, class_stats
 from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
                                      load_checkpoint, rng_state,
@@ -256,29 +257,19 @@ class DatasetFlow:
         self.target = None
         self.terms: list[tuple[str, float, Functional]] | None = None
         if target is not None:
-            self.set_target(*target)
+            self.set_target(target)
 
     # -- setup ------------------------------------------------------------------------------------
 
     def _check_xy(self, X, y, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-        X = torch.as_tensor(X)
-        y = torch.as_tensor(y)
-        if X.dtype == torch.uint8:  # images as stored (0..255): intensities in [0, 1], as clamp expects
-            X = X.float() / 255.0
-        if X.ndim > 2:
-            X = X.reshape(X.shape[0], -1)
-        if X.ndim != 2:
-            raise ValueError(f"{what} features must be (n, d), got shape {tuple(X.shape)}")
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"{what} labels must be (n,) with n={X.shape[0]} matching the "
-                             f"features, got shape {tuple(y.shape)}")
-        if X.shape[0] == 0:
-            raise ValueError(f"{what} dataset is empty; pass at least one sample per class")
-        if y.is_floating_point():
-            raise ValueError(f"{what} labels must be integers, got {y.dtype}; cast with y.long()")
-        if not torch.isfinite(X).all():
-            raise ValueError(f"{what} features contain NaN/inf; clean or impute them first")
-        return X.to(self.device, self.dtype), y.to(self.device).long()
+        """``(X (n, d), y (n,))`` on the flow's device and dtype, through :func:`otdata.data.as_labeled`
+        (``X`` may be any dataset it accepts; uint8 images become intensities in [0, 1], as ``clamp``
+        expects)."""
+        data = as_labeled(X, y, name=what)
+        if data.y is None:
+            raise ValueError(f"the {what} dataset has no labels; a flow moves labeled datasets: pass "
+                             "(X, y) or a dataset that yields (x, y)")
+        return data.X.to(self.device, self.dtype), data.y.to(self.device)
 
     def _min_per_class(self) -> int:
         if self._uses("otdd") and self.distance.label_distance == "gaussian":
@@ -310,8 +301,9 @@ class DatasetFlow:
                 return True
         return False
 
-    def set_target(self, Xt, yt) -> "DatasetFlow":
-        """Set the target dataset and bind the objective terms to it (target stats computed once)."""
+    def set_target(self, Xt, yt=None) -> "DatasetFlow":
+        """Set the target dataset (``Xt, yt``, or one dataset :func:`otdata.data.as_labeled` accepts)
+        and bind the objective terms to it (target stats computed once)."""
         Xt, yt = self._check_xy(Xt, yt, "target")
         self._check_classes(yt, "target")
         self.target = (Xt, yt)
@@ -358,8 +350,10 @@ class DatasetFlow:
             total = total + w * v
         return total, parts
 
-    def run(self, Xs, ys, target=None, resume: bool = False) -> FlowResult:
-        """Flow the source ``(Xs, ys)``; ``resume=True`` continues from ``checkpoint_dir``."""
+    def run(self, Xs, ys=None, target=None, resume: bool = False) -> FlowResult:
+        """Flow the source ``(Xs, ys)`` toward ``target``; ``resume=True`` continues from
+        ``checkpoint_dir``. Source and target are features and labels, or each one dataset
+        :func:`otdata.data.as_labeled` accepts (``run(loader, target=(Xt, yt))``)."""
         run = self._setup(Xs, ys, target, resume)
         progress = self._progress()
         task = progress.add_task("flow", total=self.steps, completed=run.step) if progress else None
@@ -382,16 +376,11 @@ class DatasetFlow:
         """Check the data, resolve the correspondence, build particles, optimizer and trajectory,
         and restore a checkpoint when resuming."""
         if target is not None:
-            self.set_target(*target)
+            self.set_target(target)
         if self.target is None:
             raise ValueError("no target dataset: pass target=(Xt, yt) to DatasetFlow(...) or run()")
         Xs, ys = self._check_xy(Xs, ys, "source")
-        d_s, d_t = Xs.shape[1], self.target[0].shape[1]
-        if d_s != d_t:
-            raise ValueError(
-                f"source features have dimension {d_s} but the target has {d_t}; flows need a "
-                "common feature space: resize/flatten images to the same shape (e.g. 16x16 -> "
-                "28x28 with F.interpolate) or embed both datasets with the same encoder")
+        check_same_space(Xs, self.target[0], ("source", "target"))
         self._check_classes(ys, "source")
         check_scales(Xs, self.target[0], ("source", "target"))
         corr = self._resolve_correspondence(Xs, ys)
