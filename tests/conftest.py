@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fixtures import write_all_images
+from tests.fixtures import write_all_images, write_user_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,6 +16,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def data_root(tmp_path_factory) -> Path:
     """A data root holding tiny MNIST, KMNIST, FashionMNIST, EMNIST letters and USPS files."""
     return write_all_images(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def user_data_root(tmp_path_factory) -> Path:
+    """A data root holding tiny files in every other `data` option's format: an image folder,
+    arrays, Hugging Face datasets, CSVs, CIFAR-10/100, SVHN, STL-10 (see `write_user_data`)."""
+    return write_user_data(tmp_path_factory.mktemp("user_data"))
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from otdata.config import CONFIG_DIR
+from otdata.data import TextCSVDataModule
+from tests.fixtures import USER_DATA_OVERRIDES
 
 GROUPS = ["data", "model", "trainer", "logger", "callbacks", "distance", "flow", "task", "debug",
           "experiment"]
@@ -42,13 +44,20 @@ def test_every_group_option_composes_and_resolves(group, option, data_root, tmp_
 
 
 @pytest.mark.parametrize("option", options("data"))
-def test_data_configs_instantiate_datamodules(option, data_root):
-    cfg = compose_with([f"data={option}", f"paths.data_dir={data_root}"])
+def test_data_configs_instantiate_datamodules(option, data_root, user_data_root):
+    builtin = (CONFIG_DIR / "data" / f"{option}.yaml").read_text().count("otdata.data.text.") or option in (
+        "mnist", "usps", "kmnist", "fashion_mnist", "emnist")
+    root = data_root if builtin else user_data_root
+    extra = [f"data.{o}" for o in USER_DATA_OVERRIDES.get(option, [])]
+    cfg = compose_with([f"data={option}", f"paths.data_dir={root}", *extra])
     dm = instantiate(cfg.data)
-    assert Path(dm.data_dir) == data_root
-    if ".text." not in cfg.data._target_:  # text datasets need an encoder: see tests/data/test_text.py
+    assert Path(dm.data_dir) == root
+    if not isinstance(dm, TextCSVDataModule):
         X, y = dm.tensors("test")
         assert len(X) == len(y) > 0
+    elif not builtin:  # texts read without an encoder (embedding: see tests/data/test_text.py)
+        texts, y = dm.texts("test")
+        assert len(texts) == len(y) > 0 and all(isinstance(t, str) and t for t in texts)
 
 
 @pytest.mark.parametrize("group", ["model", "distance", "flow"])

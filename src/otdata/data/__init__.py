@@ -16,6 +16,12 @@ from otdata.data.images import (
     USPSDataModule,
 )
 from otdata.data.subsample import stratified_indices
+from otdata.data.archives import CIFAR10DataModule, CIFAR100DataModule, STL10DataModule, SVHNDataModule
+from otdata.data.arrays import ArraysDataModule
+from otdata.data.errors import DataFormatError
+from otdata.data.hf import HFImageDataModule, HFTextDataModule
+from otdata.data.image_folder import ImageFolderDataModule
+from otdata.data.text_csv import CSVTextDataModule
 from otdata.data.text import (
     AGNewsDataModule,
     DBPediaDataModule,
@@ -38,4 +44,14 @@ __all__ = [
     "YelpPolarityDataModule",
     "YelpFullDataModule",
     "stratified_indices",
+    "DataFormatError",
+    "ImageFolderDataModule",
+    "ArraysDataModule",
+    "HFImageDataModule",
+    "HFTextDataModule",
+    "CSVTextDataModule",
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "SVHNDataModule",
+    "STL10DataModule",
 ]

@@ -13,12 +13,12 @@ import string
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torchvision import datasets
 
 from otdata.data import idx
 from otdata.data.base import LabeledDataModule
 from otdata.data.errors import DataFileError
+from otdata.data.pixels import to_float_images
 
 
 class TorchvisionImageDataModule(LabeledDataModule):
@@ -105,15 +105,7 @@ class TorchvisionImageDataModule(LabeledDataModule):
         return self._to_float(images), labels
 
     def _to_float(self, images: torch.Tensor) -> torch.Tensor:
-        X = images.float().div_(255.0).unsqueeze(1)
-        if self.image_size is not None and X.shape[-1] != self.image_size:
-            X = F.interpolate(
-                X, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
-                align_corners=False,
-            ).clamp_(0.0, 1.0)
-        if self.normalize:
-            X = (X - self.mean) / self.std
-        return X
+        return to_float_images(images, self.image_size, self.normalize, self.mean, self.std)
 
 
 class MNISTDataModule(TorchvisionImageDataModule):
