@@ -118,7 +118,7 @@ def main():
             dd._cost(tgt, tgt, dd.label_distances(tgt, tgt))
         say(f"{name} alone: {units:,} cost entries")
         t = time.perf_counter()
-        r = sinkhorn(None, None, c, eps, symmetric=which < 2, **dd.solver.solve_kwargs())
+        r = sinkhorn(None, None, c, eps, dd.solver, symmetric=which < 2)
         say(f"{name} done in {time.perf_counter() - t:.1f} s: backend {r.backend}, {r.n_iter} iterations, "
             f"converged {r.converged}, marginal error {r.marginal_error:.2e}, entropic {float(r.entropic):.6f}, "
             f"<pi,C> {float(r.transport_cost):.6f}, peak RSS "

@@ -66,8 +66,10 @@ def main():
 
     from otdata.distance import DatasetDistance
     from otdata.ot.gaussian import bures_cross_terms
-    from otdata.ot.sinkhorn import _Engine
-    from otdata.ot.sparse import DEFAULT_K, DEFAULT_THRESHOLD, coarse_potentials, select_support
+    from otdata.ot.engine.online import RowBlocks
+    from otdata.ot.engine.sparse import coarse_potentials
+    from otdata.ot.engine.support import DEFAULT_K, DEFAULT_THRESHOLD, select_support
+    from otdata.ot.sinkhorn import coarse_solve
 
     dev, reps = args.device, args.reps
     load0 = os.getloadavg()[0]
@@ -114,13 +116,13 @@ def main():
     t = timed(lambda: (K @ v, K.T @ u), reps * 3, dev)
     row("dense Sinkhorn iteration (2 mat-vecs)", t, 8 * n1 * n2 / 1e9, "GB/s", mv_bw, "mat-vec")
     del K
-    eng = _Engine(cost, "online", 0, 1 << 23)
+    eng = RowBlocks(cost, 1 << 23)
     h = torch.zeros(n2, device=dev)
     # a pass that builds cost blocks by GEMM and exponentiates them: its roof is both in sequence
     roof = 1 / (2 * d / gemm + 1 / exp_rate)
     t = timed(lambda: eng.row_lse(h, eps), reps, dev)
     row("log-domain pass (GEMM + exp)", t, n1 * n2 / 1e9, "G elem/s", roof, "GEMM then exp")
-    f0, g0, _ = coarse_potentials(cost, a, b, eps, False, 1 << 23)
+    f0, g0, _ = coarse_potentials(cost, a, b, eps, False, 1 << 23, coarse_solve)
     t = timed(lambda: select_support(cost, f0, g0, eps, DEFAULT_K, DEFAULT_THRESHOLD, 1 << 23), reps, dev)
     row("sparse-backend support pass (GEMM + exp)", t, n1 * n2 / 1e9, "G elem/s", roof, "GEMM then exp")
     F1, F2 = src.stats.factors, tgt.stats.factors

@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-import otdata.ot.sparse as sp
+import otdata.ot.engine.online as online
+import otdata.ot.engine.sparse as sp
+import otdata.ot.engine.support as su
 from otdata.ot import PointCloudCost, sinkhorn
 
 sk = importlib.import_module("otdata.ot.sinkhorn")  # the module (otdata.ot.sinkhorn is also the function)
@@ -62,10 +64,11 @@ def test_certificate_catches_a_support_that_misses_mass(monkeypatch, small_coars
     b = torch.full((cost.m,), 1 / cost.m)
     eps = 0.05 * cost.mean_value(a, b)
     # one entry per row, nothing by threshold: columns without support or a plan far from the marginals
-    out = sp.solve_sparse(cost, a, b, eps, False, 200, 1e-4, 100_000, k=1, threshold=-math.inf)
+    out = sp.solve_sparse(cost, a, b, eps, False, 200, 1e-4, 100_000, k=1, threshold=-math.inf,
+                          coarse=sk.coarse_solve)
     assert not out[4] and not out[3] < 1e-4
     # through sinkhorn(): the solve continues in the log domain on the full cost and ends right
-    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, k=1, threshold=-math.inf))
+    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, coarse=sk.coarse_solve, k=1, threshold=-math.inf))
     kw = dict(differentiable=False, tol=1e-4, max_iter=3000)
     r = sinkhorn(None, None, cost, eps, backend="sparse", **kw)
     ref = sinkhorn(None, None, cost, eps, backend="dense", **kw)

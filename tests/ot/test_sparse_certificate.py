@@ -12,7 +12,9 @@ import ot
 import pytest
 import torch
 
-import otdata.ot.sparse as sp
+import otdata.ot.engine.online as online
+import otdata.ot.engine.sparse as sp
+import otdata.ot.engine.support as su
 from otdata.ot import PointCloudCost, sinkhorn
 
 sk = importlib.import_module("otdata.ot.sinkhorn")
@@ -48,8 +50,8 @@ def test_certificate_bounds_the_full_errors(symmetric, threshold):
     cost = _cost(same=symmetric)
     a, b = _uniform(cost.n), _uniform(cost.m)
     eps = 0.02 * cost.mean_value(a, b)
-    f0, g0, _ = sp.coarse_potentials(cost, a, b, eps, symmetric, 50_000, size=200)
-    sup, logx = sp.select_support(cost, f0, g0, eps, 64, threshold, 50_000, symmetric)
+    f0, g0, _ = sp.coarse_potentials(cost, a, b, eps, symmetric, 50_000, sk.coarse_solve, size=200)
+    sup, logx = su.select_support(cost, f0, g0, eps, 64, threshold, 50_000, symmetric)
     f, g, _, _ = sp.sparse_iterations(sup, f0, g0, a, b, eps, 500, 1e-6, 1.5)
     row_err, col_err, tc, out = sp.certify(sup, f, g, f0, g0, logx, a, b, eps)
     full_row, full_col, full_tc = _full_errors(cost, f, g, eps)
@@ -66,7 +68,7 @@ def test_symmetric_half_pass_keeps_the_threshold_set():
     a = _uniform(cost.n)
     eps = 0.02 * cost.mean_value(a, a)
     f = torch.randn(cost.n) * eps
-    sup, logx = sp.select_symmetric(cost, f, eps, k=10_000, threshold=12.0, tile=64)  # no budget cut
+    sup, logx = su.select_symmetric(cost, f, eps, k=10_000, threshold=12.0, tile=64)  # no budget cut
     S = (f[:, None] + f[None] - cost.dense()) / eps
     want = (S > -12.0) | torch.eye(cost.n, dtype=torch.bool)
     got = torch.zeros_like(want)
@@ -84,8 +86,8 @@ def test_symmetric_budget_raises_the_threshold_and_stays_certified():
     cost = _cost(600, same=True)
     a = _uniform(cost.n)
     eps = 0.02 * cost.mean_value(a, a)
-    f0, _, _ = sp.coarse_potentials(cost, a, a, eps, True, 50_000, size=200)
-    sup, logx = sp.select_symmetric(cost, f0, eps, k=4, threshold=30.0, tile=128)
+    f0, _, _ = sp.coarse_potentials(cost, a, a, eps, True, 50_000, sk.coarse_solve, size=200)
+    sup, logx = su.select_symmetric(cost, f0, eps, k=4, threshold=30.0, tile=128)
     assert sup.nnz <= 2 * 4 * 600 + 600
     f, _, _, _ = sp.sparse_iterations(sup, f0, f0, a, a, eps, 500, 1e-6, 1.0)
     row_err, _, _, out = sp.certify(sup, f, f, f0, f0, logx, a, a, eps)
@@ -97,7 +99,7 @@ def test_symmetric_extension_is_close_to_the_full_potentials():
     cost = _cost(800, same=True)
     a = _uniform(cost.n)
     eps = 0.01 * cost.mean_value(a, a)
-    f0, _, _ = sp.coarse_potentials(cost, a, a, eps, True, 50_000, size=300)
+    f0, _, _ = sp.coarse_potentials(cost, a, a, eps, True, 50_000, sk.coarse_solve, size=300)
     ref = sinkhorn(None, None, cost, eps, symmetric=True, backend="dense", tol=1e-6, differentiable=False)
     assert float(((f0 - ref.f) / eps).abs().max()) < 3.0
 
@@ -109,8 +111,8 @@ def test_fused_online_pass_matches_dense_and_pot(accelerate):
     cost64 = PointCloudCost(cost.x.double(), cost.y.double(), 2, 1.0, cost.W.double(), cost.lx, cost.ly, 1.0)
     C = cost64.dense()
     eps = 0.05 * float(C.mean())
-    eng = sk._Engine(cost64, "online", 0, 5_000)
-    f, g, it, err, conv, tc = sk._solve_online(eng, torch.zeros(300, dtype=torch.float64),
+    eng = online.RowBlocks(cost64, 5_000)
+    f, g, it, err, conv, tc = online.solve_online(eng, torch.zeros(300, dtype=torch.float64),
                                                torch.zeros(200, dtype=torch.float64), a, b, a.log(), b.log(),
                                                sk.epsilon_schedule(float(C.max()), eps, 0.5), 2000, 1e-8, False,
                                                False, accelerate, True)
@@ -124,12 +126,12 @@ def test_fused_online_pass_matches_dense_and_pot(accelerate):
 
 def test_diffuse_plan_skips_the_truncation_and_is_certified(monkeypatch):
     # a large epsilon: every row spreads its mass over all columns, far more than k = 4 can hold
-    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, k=4))
+    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, coarse=sk.coarse_solve, k=4))
     monkeypatch.setattr(sp, "coarse_potentials", functools.partial(sp.coarse_potentials, size=150))
     cost = _cost(400, 300)
     a, b = _uniform(400), _uniform(300)
     eps = 0.5 * cost.mean_value(a, b)
-    out = sp.solve_sparse(cost, a, b, eps, False, 200, 1e-4, 50_000, k=4)
+    out = sp.solve_sparse(cost, a, b, eps, False, 200, 1e-4, 50_000, k=4, coarse=sk.coarse_solve)
     assert not out[4] and out[6] == 0  # no support was built
     kw = dict(differentiable=False, tol=1e-5, max_iter=3000)
     r = sinkhorn(None, None, cost, eps, backend="sparse", **kw)
@@ -153,9 +155,9 @@ def test_moderately_diffuse_plan_warm_starts_the_full_passes(monkeypatch):
     cost = _cost(400, 300)
     a, b = _uniform(400), _uniform(300)
     eps = 0.02 * cost.mean_value(a, b)
-    out = sp.solve_sparse(cost, a, b, eps, False, 500, 1e-4, 50_000, k=8)
+    out = sp.solve_sparse(cost, a, b, eps, False, 500, 1e-4, 50_000, k=8, coarse=sk.coarse_solve)
     assert not out[4] and out[6] > 0 and bool(torch.isfinite(out[0]).all())
-    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, k=8))
+    monkeypatch.setattr(sk, "solve_sparse", functools.partial(sp.solve_sparse, coarse=sk.coarse_solve, k=8))
     kw = dict(differentiable=False, tol=1e-5, max_iter=3000)
     r = sinkhorn(None, None, cost, eps, backend="sparse", **kw)
     ref = sinkhorn(None, None, cost, eps, backend="dense", **kw)

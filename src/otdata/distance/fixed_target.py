@@ -105,7 +105,7 @@ class FixedTargetOTDD:
         self.dd = distance
         self.kind, self.p, self.debiased = distance.label_distance, distance.p, distance.debiased
         self.lambda_x, self.lambda_y = distance.lambda_x, distance.lambda_y
-        self.solve_kwargs = distance.solver.solve_kwargs()
+        self.solver = distance.solver
         self.penalty = penalty
         self.label_update_every = max(1, int(label_update_every))
         self.warm_start = warm_start
@@ -152,8 +152,8 @@ class FixedTargetOTDD:
             if self.debiased:
                 with torch.no_grad():
                     cost = self.dd.ground_cost(self.Xt, self.Xt, self.W_tt, self.tyi, self.tyi)
-                    yy = sinkhorn(b, b, cost, eps, symmetric=True, differentiable=False, transport_cost=False,
-                                  **self.solve_kwargs).entropic
+                    yy = sinkhorn(b, b, cost, eps, self.solver, symmetric=True, differentiable=False,
+                                  transport_cost=False).entropic
             self._weights[key] = (b, yy)
         return self._weights[key]
 
@@ -226,11 +226,9 @@ class FixedTargetOTDD:
 
     def _solve(self, b, cost, eps, which, **kw):
         init = self._warm_init(cost.n, which)
-        settings = dict(self.solve_kwargs)
-        if init is not None:
-            settings["tol"] = self.dd.solver.warm_tol
-        return sinkhorn(None, b if which == "xy" else None, cost, eps, init=init, eps_scaling=init is None,
-                        symmetric=which == "xx", **kw, **settings)
+        solver = self.solver if init is None else self.solver.with_(tol=self.solver.warm_tol)
+        return sinkhorn(None, b if which == "xy" else None, cost, eps, solver, init=init, eps_scaling=init is None,
+                        symmetric=which == "xx", **kw)
 
     def _remember(self, xy, xx):
         if self.warm_start:

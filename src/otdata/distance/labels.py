@@ -195,7 +195,7 @@ def exact_label_distances(
                 out.append(emd2_differentiable(Cab))
                 continue
             scale = MatrixCost(Cab).mean_value()
-            r = sinkhorn(None, None, Cab, solver.absolute_epsilon(scale or 1.0), **solver.solve_kwargs())
+            r = sinkhorn(None, None, Cab, solver.absolute_epsilon(scale or 1.0), solver)
             out.append(r.transport_cost + (r.loss - r.loss.detach()))  # value <pi,C>, envelope gradient
         vals = torch.stack(out) if out else X1.new_zeros(0)
     W = X1.new_zeros(C1, C1 if symmetric else C2).index_put((pi.to(X1.device), pj.to(X1.device)), vals.to(X1.dtype))

@@ -238,7 +238,7 @@ class DatasetDistance:
             return c.cache[key]
         W = self._self_label_distances(c) if c.labels is not None else None
         cost = self.ground_cost(c.X, c.X, W, c.labels, c.labels)
-        r = sinkhorn(None, None, cost, epsilon, symmetric=True, **self.solver.solve_kwargs())
+        r = sinkhorn(None, None, cost, epsilon, self.solver, symmetric=True)
         if cacheable:
             c.cache[key] = r
         return r
@@ -277,7 +277,7 @@ class DatasetDistance:
         if not math.isfinite(scale):
             check_cost(cost)  # raises the overflow error that names the fix
         eps = self.solver.absolute_epsilon(scale)
-        xy = sinkhorn(None, None, cost, eps, **self.solver.solve_kwargs())
+        xy = sinkhorn(None, None, cost, eps, self.solver)
         solves = [xy]
         loss, divergence = xy.loss, None
         if self.debiased:

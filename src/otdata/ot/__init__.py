@@ -1,7 +1,9 @@
 """Optimal transport engine (no dataset knowledge): costs, Sinkhorn, exact OT, Gaussians, sliced.
 
-Layering: :mod:`.costs` -> solvers (:mod:`.sinkhorn`, :mod:`.exact`, :mod:`.gaussian`,
-:mod:`.sliced`). See :mod:`otdata.ot.sinkhorn` for the value conventions (transport cost
+Layering: :mod:`.config`, :mod:`.costs` -> :mod:`.engine` (the scaling loop, its dense, online
+and sparse backends, Anderson acceleration) -> the front door :mod:`.sinkhorn` -> compositions
+(:mod:`.divergence`, :mod:`.batched`); beside them :mod:`.exact`, :mod:`.gaussian`,
+:mod:`.sliced`. See :mod:`otdata.ot.sinkhorn` for the value conventions (transport cost
 ``<pi, C>`` vs entropic objective vs Sinkhorn divergence) and the epsilon convention.
 """
 

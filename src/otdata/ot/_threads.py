@@ -13,6 +13,9 @@ import contextlib
 
 import torch
 
+#: problems with up to this many cost entries are solved on one thread (per-op overhead dominates).
+SINGLE_THREAD_ELEMENTS = 1 << 24
+
 
 @contextlib.contextmanager
 def single_thread(active: bool = True):

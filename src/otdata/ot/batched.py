@@ -6,7 +6,8 @@ and in the network simplex' superlinear cost; here the pairs are stacked into on
 ``(B, n, m)`` batch and iterated together with batched matrix-vector products at a small epsilon
 (relative to each problem's mean cost).
 
-Stabilisation is that of the dense solver in :mod:`otdata.ot.sinkhorn`: each problem anneals
+Stabilisation is that of the dense backend (:mod:`otdata.ot.engine.dense`), with the shift,
+absorb and over-relaxation fallback rules of :mod:`otdata.ot.engine.scaling`: each problem anneals
 epsilon from its largest cost, the kernel ``exp((f + g - C) / eps)`` is rebuilt from the cost at
 every level and whenever the scalings grow (they are absorbed into the potentials first), never
 obtained by powering an earlier kernel. Padding carries zero weight and an infinite cost.
@@ -36,11 +37,8 @@ import torch
 from torch import Tensor
 
 from ._exp import exp_
-from ._threads import single_thread
-from .sinkhorn import SINGLE_THREAD_ELEMENTS
-
-#: absorb the scalings into the potentials when max |log u|, |log v| exceeds this.
-_ABSORB = 30.0
+from ._threads import SINGLE_THREAD_ELEMENTS, single_thread
+from .engine.scaling import OverRelaxation, absorb_due, shift_scaling
 
 
 @dataclass
@@ -73,7 +71,7 @@ def _build(Cm: Tensor, f: Tensor, g: Tensor, e: Tensor, ma: Tensor):
     s = T.amax(2)
     s = torch.where(ma & torch.isfinite(s), s, torch.zeros_like(s))
     K = exp_(T.sub_(s.unsqueeze(2)))
-    return K, f - e[:, None] * s, s.clamp(-_ABSORB, _ABSORB).exp()
+    return K, f - e[:, None] * s, shift_scaling(s)
 
 
 def _vm(x: Tensor, K: Tensor) -> Tensor:
@@ -165,12 +163,13 @@ def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: f
         prev = a.new_full((Bn,), math.inf)   # certified gap at the previous check
         halved = torch.zeros(Bn, dtype=torch.long, device=dev)
         f, g = a.new_zeros(a.shape), b.new_zeros(b.shape)
-        n_iter, it_final, k, omega, best = 0, 0, 0, 1.0, math.inf
+        n_iter, it_final, k, relax = 0, 0, 0, None
         while idx.numel():
             last = k >= levels
             e = eps if last else torch.maximum(cmax * scaling**k, eps)
-            if last and omega == 1.0 and best == math.inf:
-                omega = overrelax
+            if last and relax is None:
+                relax = OverRelaxation(overrelax)
+            omega = relax.omega if last else 1.0
             K, f, u = _build(Cm, f, g, e, ma)
             KT = K.mT.contiguous()
             v = torch.ones_like(g)
@@ -186,10 +185,8 @@ def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: f
                 if not last:
                     break
                 it_final += 1
-                err = float(perr.max())
-                best = min(best, err)
-                if omega != 1.0 and err > 10.0 * best:
-                    omega = 1.0
+                relax.observe(float(perr.max()))
+                omega = relax.omega
                 out_of_budget = it_final >= max_iter
                 if rtol is None:
                     stop, slow = (perr < tol) | out_of_budget, None
@@ -237,7 +234,7 @@ def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: f
                     halved = halved + slow.long()
                     prev = torch.where(slow, torch.full_like(prev, math.inf), prev)
                     break
-                if float(torch.maximum(u.log().abs().amax(), v.log().abs().amax())) > _ABSORB:
+                if absorb_due(u.log(), v.log()):
                     break
             if not idx.numel():
                 break
