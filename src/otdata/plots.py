@@ -40,13 +40,14 @@ def as_images(X: torch.Tensor, image_shape: Sequence[int] | None = None) -> np.n
 def label_distance_heatmap(
     distances: torch.Tensor, row_names: Sequence[str], col_names: Sequence[str], path: str | Path,
     title: str = "Label distances", row_label: str = "source", col_label: str = "target",
-    colorbar_label: str = "label distance",
+    colorbar_label: str = "label distance", cmap: str = "viridis_r", fmt: str = "{:.3g}",
 ) -> Path:
-    """Annotated heatmap of a (C1, C2) label-distance matrix (as in the OTDD paper's MNIST×USPS figure)."""
+    """Annotated heatmap of a (C1, C2) label-distance matrix (as in the OTDD paper's MNIST×USPS
+    figure), or of any class-by-class matrix (``cmap``, ``fmt`` for the cell texts)."""
     D = torch.as_tensor(distances).detach().cpu().numpy()
     rows, cols = D.shape
     fig, ax = plt.subplots(figsize=(1.6 + 0.55 * cols, 1.0 + 0.5 * rows))
-    image = ax.imshow(D, cmap="viridis_r")
+    image = ax.imshow(D, cmap=cmap)
     ax.set_xticks(range(cols), [str(c) for c in col_names], rotation=45, ha="right")
     ax.set_yticks(range(rows), [str(r) for r in row_names])
     ax.set_xlabel(col_label)
@@ -56,7 +57,7 @@ def label_distance_heatmap(
         threshold = D.min() + 0.5 * (D.max() - D.min())
         for i in range(rows):
             for j in range(cols):
-                ax.text(j, i, f"{D[i, j]:.3g}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, fmt.format(D[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if D[i, j] > threshold else "black")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     bar.set_label(colorbar_label)
@@ -142,12 +143,14 @@ def image_rows(
     per_row: int = 12, title: str | None = None,
     captions: Mapping[str, Sequence[str]] | None = None, separate: Sequence[str] = (),
     separate_note: str = "not paired with the columns above",
+    caption_colors: Mapping[str, Sequence[str | None]] | None = None,
 ) -> Path:
     """One row of images per entry of `rows` (e.g. {"before": X0, "after": X1}), first `per_row` each.
 
     `captions[name]` puts a text under each image of that row (class name, prediction). Rows named
     in `separate` are drawn after a gap and a note, so they do not read as lined up with the
-    columns above (e.g. target samples under a source's before/after rows).
+    columns above (e.g. target samples under a source's before/after rows). ``caption_colors[name]``
+    colours those captions (e.g. green where a classifier agrees with the label, red where not).
     """
     captions = captions or {}
     layout: list[str | None] = []
@@ -175,12 +178,14 @@ def image_rows(
             continue
         images = as_images(rows[name][:per_row], image_shape)
         texts = captions.get(name)
+        colors = (caption_colors or {}).get(name)
         for j in range(per_row):
             ax = axes[r, j]
             if j < len(images):
                 ax.imshow(images[j], cmap="gray", vmin=0, vmax=1)
                 if texts is not None and j < len(texts):
-                    ax.set_xlabel(str(texts[j]), fontsize=6, labelpad=1)
+                    color = colors[j] if colors is not None and j < len(colors) and colors[j] else "black"
+                    ax.set_xlabel(str(texts[j]), fontsize=7, labelpad=1, color=color)
             else:
                 ax.axis("off")
         axes[r, 0].set_ylabel(name, fontsize=8)

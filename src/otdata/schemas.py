@@ -30,9 +30,12 @@ class DistanceTask:
 
 @dataclass
 class FlowTask(DistanceTask):
-    """`task=flow`: as `task=distance`, plus resuming from the run folder's checkpoints."""
+    """`task=flow`: as `task=distance`, plus resuming from the run folder's checkpoints and the
+    target classifier that scores the flowed particles (null: the one `experiment=repurpose`
+    cached for this target, if any)."""
 
     resume: bool = MISSING
+    classifier_ckpt: Optional[str] = MISSING  # noqa: UP007
 
 
 @dataclass

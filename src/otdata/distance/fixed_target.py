@@ -345,6 +345,32 @@ class FixedTargetOTDD:
             out = out - 0.5 * self.lambda_y * (t - t.detach())
         return out
 
+    # -- where the coupling sends each class ------------------------------------------------------
+
+    def class_mass(self, state, max_elements: int = 1 << 27) -> tuple[Tensor, bool]:
+        """``(C_src, C_tgt)`` mass that the objective's coupling at ``state`` moves from each source
+        class to each target class (the correspondence penalty and target weighting included; rows
+        sum to the source class shares), and whether that solve converged. No gradient.
+
+        This is the coupling a flow follows, so it says where each class is being sent: with free
+        matching and class proportions that differ between the datasets, a balanced coupling must
+        send every surplus into other classes."""
+        n, m = state.X.shape[0], self.Xt.shape[0]
+        if n * m > max_elements:
+            raise ValueError(f"the coupling would have {n * m:,} entries (> {max_elements:,}); "
+                             "measure the class mass on a subsample of the particles")
+        with torch.no_grad():
+            X = state.X.detach()
+            W_st, _ = self._source_costs(state)
+            eps = self._epsilon(X, W_st, state)
+            W_st = self._penalise(W_st, state, X)
+            b, _ = self.target_measure(state, eps)
+            cost = MatrixCost(PointCloudCost(X, self.Xt.to(X.dtype), self.p, self.lambda_x, W_st.to(X.dtype),
+                                             state.yi, self.tyi, self.lambda_y).block(0, n))
+            res = sinkhorn(None, b, cost, eps, differentiable=False, transport_cost=False, **self.solve_kwargs)
+            P = res.coupling(dense=True, max_elements=max_elements)
+            return _class_sums(P, state.yi, len(state.classes), self.tyi, len(self.tclasses)), bool(res.converged)
+
     # -- general path -----------------------------------------------------------------------------
 
     def _dense(self, cost: PointCloudCost):

@@ -5,6 +5,7 @@ See :mod:`otdata.flows` for an overview and an example.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,10 +21,13 @@ from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint,
                                      load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
 from otdata.flows.correspondence import resolve_correspondence
+from otdata.flows.fidelity import ClassFidelity, class_fidelity, warn_if_scrambled
 from otdata.flows.functionals import (FlowState, Functional, OTDDFunctional, build_functional,
                                       class_index)
 
 __all__ = ["DatasetFlow", "FlowResult", "LABEL_METHODS", "OPTIMIZERS"]
+
+log = logging.getLogger(__name__)
 
 LABEL_METHODS = ("fixed", "attached", "joint")
 OPTIMIZERS = ("euler", "sgd", "adam")
@@ -62,6 +66,9 @@ class FlowResult:
             distributions; else ``None``.
         config: the flow's constructor arguments. ``steps_run``: steps taken. ``converged``:
             stopped by the tolerance rule.
+        fidelity: where the final coupling sends each source class
+            (:class:`~otdata.flows.fidelity.ClassFidelity` as a plain dict; see :attr:`class_fidelity`),
+            or ``None`` when it was not measured.
     """
 
     X: torch.Tensor
@@ -74,6 +81,12 @@ class FlowResult:
     config: dict = field(default_factory=dict)
     steps_run: int = 0
     converged: bool = False
+    fidelity: dict | None = None
+
+    @property
+    def class_fidelity(self) -> ClassFidelity | None:
+        """The final coupling's class fidelity, or ``None`` when it was not measured."""
+        return None if self.fidelity is None else ClassFidelity.from_dict(self.fidelity)
 
     @property
     def objective(self) -> float:
@@ -92,7 +105,8 @@ class FlowResult:
             "X": self.X, "y": self.y, "X0": self.X0, "history": self.history,
             "trajectory": self.trajectory, "correspondence": self.correspondence,
             "label_params": self.label_params, "config": self.config,
-            "steps_run": self.steps_run, "converged": self.converged, "format": "otdata.FlowResult/1",
+            "steps_run": self.steps_run, "converged": self.converged, "fidelity": self.fidelity,
+            "format": "otdata.FlowResult/1",
         }
 
     def save(self, path: str | Path) -> Path:
@@ -128,8 +142,11 @@ def _check_settings(**settings: Any) -> None:
     checks.number("momentum", settings["momentum"], low=0, high=1, high_open=True)
     checks.optional(checks.number, "label_step_size", settings["label_step_size"], **positive)
     checks.optional(checks.number, "max_grad_norm", settings["max_grad_norm"], **positive)
-    for name in ("patience", "seed", "checkpoint_every", "trajectory_every"):
+    checks.integer("patience", settings["patience"], low=0)
+    checks.integer("seed", settings["seed"], low=0)
+    for name in ("checkpoint_every", "trajectory_every"):
         checks.optional(checks.integer, name, settings[name], low=0)
+    checks.optional(checks.pair, "clamp", settings["clamp"])
     checks.optional(checks.integer, "keep_checkpoints", settings["keep_checkpoints"], low=0)
     checks.integer("label_update_every", settings["label_update_every"], low=1)
     for name in ("progress", "fidelity"):
@@ -154,9 +171,13 @@ class DatasetFlow:
             (``tol=0`` disables).
         clamp: ``[lo, hi]`` box projection after every step (e.g. ``[0, 1]`` for pixels).
         max_grad_norm: clip the RMS per-particle rescaled gradient to this value (None = off).
-        correspondence: ``None`` (free OTDD), ``"identity"``, ``"auto"``/``"hungarian"``/
-            ``"nearest"``/``"balanced"`` (computed from the initial label distances), a dict
-            ``{source_class: target_class}`` or a list (see :mod:`otdata.flows.correspondence`).
+        correspondence: ``"auto"`` (default: each source class is matched with one target class
+            from the initial label distances, and the target is reweighted so that every class
+            can be transported onto its match alone), ``"identity"``, ``"hungarian"``/
+            ``"nearest"``/``"balanced"``, a dict ``{source_class: target_class}``, a list (see
+            :mod:`otdata.flows.correspondence`), or ``None``/``"free"`` (free OTDD: a balanced
+            coupling that sends the surplus of over-represented classes into other classes when
+            class proportions differ; the flow then warns with its class fidelity).
         checkpoint_dir / checkpoint_every / keep_checkpoints: save a resumable checkpoint every k
             steps; ``run(..., resume=True)`` continues from the newest one.
         trajectory_every / trajectory_particles: record every k-th step (0 = off) for a seeded
@@ -170,6 +191,10 @@ class DatasetFlow:
         penalty: label-cost penalty for off-correspondence class pairs (None: automatic).
         device, dtype: where and in which precision (``"float32"``/``"float64"``) to run.
         progress: show a ``rich`` progress bar.
+        fidelity: measure the final coupling's class fidelity (:mod:`otdata.flows.fidelity`) and
+            warn when the flow sends part of a class into another.
+
+    The defaults equal ``conf/flow/default.yaml`` (a test checks).
     """
 
     def __init__(
@@ -177,16 +202,16 @@ class DatasetFlow:
         target: tuple[torch.Tensor, torch.Tensor] | None = None,
         objective: Any = "otdd",
         labels: str = "fixed",
-        step_size: float = 0.1,
+        step_size: float = 0.25,
         optimizer: str = "euler",
-        steps: int = 100,
+        steps: int = 30,
         tol: float = 0.0,
         patience: int = 3,
         momentum: float = 0.0,
         label_step_size: float | None = None,
         clamp: Sequence[float] | None = None,
         max_grad_norm: float | None = None,
-        correspondence: Any = None,
+        correspondence: Any = "auto",
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 0,
         keep_checkpoints: int = 2,
@@ -194,23 +219,23 @@ class DatasetFlow:
         trajectory_particles: int | None = 64,
         seed: int = 0,
         distance: Any = None,
-        label_update_every: int = 1,
+        label_update_every: int = 5,
         penalty: float | None = None,
         device: str = "cpu",
         dtype: str = "float32",
         progress: bool = True,
+        fidelity: bool = True,
     ):
         if labels not in LABEL_METHODS:
             raise ValueError(f"labels={labels!r} is not a label method; use one of {LABEL_METHODS}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r} is unknown; use one of {OPTIMIZERS}")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype={dtype!r}; use 'float32' or 'float64'")
+        checks.choice("dtype", dtype, tuple(_DTYPES))
         _check_settings(step_size=step_size, tol=tol, patience=patience, momentum=momentum, seed=seed,
                         label_step_size=label_step_size, max_grad_norm=max_grad_norm,
                         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
                         trajectory_every=trajectory_every, label_update_every=label_update_every,
-                        progress=progress, fidelity=fidelity)
+                        progress=progress, fidelity=fidelity, clamp=clamp)
         try:
             checks.integer("steps", steps, low=1)
         except checks.SettingError:
@@ -245,6 +270,7 @@ class DatasetFlow:
         self.device = torch.device(device)
         self.dtype = _DTYPES[dtype]
         self.progress = progress
+        self.measure_fidelity = bool(fidelity)
         self.config = {k: _plain(v) for k, v in dict(
             objective=objective if not isinstance(objective, Functional) else objective.name,
             labels=labels, step_size=step_size, optimizer=optimizer, steps=steps, tol=tol,
@@ -307,6 +333,7 @@ class DatasetFlow:
         Xt, yt = self._check_xy(Xt, yt, "target")
         self._check_classes(yt, "target")
         self.target = (Xt, yt)
+        self._engine = None
         specs = self.objective if isinstance(self.objective, (list, tuple)) else [self.objective]
         self.terms = [build_functional(s, self.otdd_kwargs) for s in specs]
         for _, _, f in self.terms:
@@ -319,11 +346,33 @@ class DatasetFlow:
                 return f
         return None
 
+    def _coupling_engine(self) -> OTDDFunctional | None:
+        """The OTDD whose coupling says where classes go: the objective's own OTDD term, else one
+        with the flow's distance settings (``None`` when that distance cannot follow a moving
+        source, e.g. ``label_distance="exact"``)."""
+        f = self._otdd_term()
+        if f is not None:
+            return f
+        if getattr(self, "_engine", None) is None:
+            try:
+                self._engine = OTDDFunctional(self.distance, **{k: v for k, v in self.otdd_kwargs.items()
+                                                                if k != "distance"}).bind(*self.target)
+            except ValueError:
+                self._engine = False
+        return self._engine or None
+
+    def _label_distances(self, X, y) -> torch.Tensor:
+        """``(C_src, C_tgt)`` label distances from ``(X, y)`` to the target (no grad)."""
+        f = self._coupling_engine()
+        if f is not None:
+            return f.label_distances(X, y)
+        d = self.distance
+        return d.label_distances(d.prepare(X, y), d.prepare(*self.target))
+
     def _resolve_correspondence(self, X, y):
         spec = self.correspondence
         if isinstance(spec, str) and spec.lower() in ("auto", "hungarian", "nearest", "balanced"):
-            f = self._otdd_term() or OTDDFunctional(self.distance).bind(*self.target)
-            W = f.label_distances(X, y)
+            W = self._label_distances(X, y)
         else:
             W = None
         src = torch.unique(y).tolist()
@@ -520,7 +569,26 @@ class DatasetFlow:
             X=X.detach().cpu(), y=state.y.cpu(), X0=run.X0.detach().cpu(), history=run.history,
             trajectory=run.traj.state_dict() if run.traj.every > 0 else None,
             correspondence=state.correspondence, label_params=lp_out, config=dict(self.config),
-            steps_run=run.step, converged=run.converged)
+            steps_run=run.step, converged=run.converged, fidelity=self._fidelity(state))
+
+    def _fidelity(self, state: FlowState) -> dict | None:
+        """The final coupling's class fidelity (see :mod:`otdata.flows.fidelity`), with a warning
+        when the flow sends part of a class into another; ``None`` when not measured."""
+        if not self.measure_fidelity:
+            return None
+        engine = self._coupling_engine()
+        if engine is None:
+            log.info("class fidelity not measured: the flow's distance (label_distance=%r) has no "
+                     "coupling for a moving source", self.distance.label_distance)
+            return None
+        try:
+            mass, converged = engine.engine.class_mass(state)
+        except ValueError as err:
+            log.info("class fidelity not measured: %s", err)
+            return None
+        fid = class_fidelity(mass, state.classes, engine.engine.tclasses, state.correspondence, converged)
+        warn_if_scrambled(fid)
+        return fid.to_dict()
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -8,7 +8,11 @@ Writes into the run folder:
   before_after.png         source particles before and after, and target samples
   objective.png            the objective and its parts per step
   history.csv / .md        the objective per step
-  flow.csv / .md           a one-row summary (objective before and after, steps, settings)
+  flow.csv / .md           a one-row summary (objective before and after, steps, class fidelity,
+                           the target classifier's accuracy on the particles, settings)
+  fidelity.csv / .md       per source class: its matched target class and the share of its mass
+                           the final coupling sends there
+  class_mass.png           the class-to-class mass of the final coupling
   checkpoints/             resumable state every `flow.checkpoint_every` steps (`task.resume=true`)
 """
 
@@ -23,7 +27,9 @@ from omegaconf import DictConfig
 
 from otdata import plots
 from otdata.flows import figures
+from otdata.flows.fidelity import ClassFidelity
 from otdata.tables import write_table
+from otdata.tasks.scoring import accuracy, mapped, predictions, target_classifier
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +43,14 @@ def load_source_target(cfg: DictConfig):
 
 
 def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
-                      source_classes=None, target_classes=None, target_name: str = "target") -> None:
+                      source_classes=None, target_classes=None, target_name: str = "target",
+                      classifier=None) -> None:
     """Snapshots, GIF, before/after rows and the objective curve of a finished flow.
 
     With labels and class names, every image is captioned with its class (the flowed particle with
-    the target class it is pushed to, when the flow has a correspondence)."""
+    the target class it is pushed to, when the flow has a correspondence). With the target's
+    ``classifier``, captions are green where it reads the image as the expected class, red where
+    not."""
     refresh = flow_setting(result.config, "label_update_every")
     refresh = refresh if result.config.get("labels") != "joint" else None
     figures.plot_history(result.history, out / "objective.png", refresh_every=refresh,
@@ -57,17 +66,26 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
              else before[j] for j, i in enumerate(picks)]
     rows = {"before": result.X0[picks], "after": result.X[picks]}
     captions = {"before": before, "after": after}
+    expected = {"before": _expected(result, result.y[picks]), "after": _expected(result, result.y[picks])}
     separate = ()
     if yt is not None:
         target_picks = plots.one_per_class(yt, 12)
         rows[f"{target_name} samples"] = Xt[target_picks]
         captions[f"{target_name} samples"] = [_name(target_classes, yt[i]) for i in target_picks]
+        expected[f"{target_name} samples"] = yt[target_picks]
         separate = (f"{target_name} samples",)
     else:
         rows["target"] = Xt
+    colors, note = {}, ""
+    if classifier is not None:
+        for name, want in expected.items():
+            said = predictions(classifier, rows[name])
+            if said is not None:
+                colors[name] = ["tab:green" if s == w else "tab:red" for s, w in zip(said.tolist(), want.tolist())]
+        note = "; green: the target's classifier agrees, red: it does not" if colors else ""
     plots.image_rows(rows, out / "before_after.png", image_shape=image_shape, captions=captions,
                      separate=separate, title=f"{title}: the same particles before and after the "
-                     "flow (class names under the images)",
+                     f"flow (class names under the images{note})", caption_colors=colors,
                      separate_note="independent samples of each class, not paired with the "
                                    "columns above")
     if result.trajectory is not None:
@@ -82,18 +100,69 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
                               title=title)
 
 
-def summary_row(result, source: str, target: str, n_target: int) -> dict:
-    """The flow's one-row table: what moved where, the objective before and after, the settings
-    a sweep varies most (the rest are in the notes)."""
+def _expected(result, y) -> torch.Tensor:
+    """The target class each particle of labels ``y`` should read as after the flow: its class
+    through the flow's matching (the correspondence, or for a free flow the one its coupling
+    implies)."""
+    fid = result.class_fidelity
+    matched = fid.matched if fid is not None else result.correspondence
+    return torch.as_tensor(y) if matched is None else mapped(y, matched)
+
+
+def classifier_scores(result, classifier) -> dict:
+    """The target classifier's accuracy (%) on the particles before and after the flow, against
+    the class each should read as (:func:`_expected`); empty without a classifier."""
+    if classifier is None:
+        return {}
+    before, after = predictions(classifier, result.X0), predictions(classifier, result.X)
+    if before is None or after is None:
+        return {}
+    want = _expected(result, result.y)
+    return {"classifier_raw": accuracy(before, want), "classifier_flowed": accuracy(after, want)}
+
+
+def summary_row(result, source: str, target: str, n_target: int, scores: dict | None = None) -> dict:
+    """The flow's one-row table: what moved where, the objective before and after, whether every
+    class kept to its matched class, the settings a sweep varies most (the rest are in the notes)."""
     config = result.config
+    fid = result.class_fidelity
+    spec = config.get("correspondence")
     return {
         "source": source, "target": target, "n_source": len(result.y), "n_target": n_target,
         "objective_start": result.history[0]["objective"],
         "objective_end": result.history[-1]["objective"], "steps": result.steps_run,
+        "class_fidelity": None if fid is None else round(100 * fid.overall, 2),
+        "worst_class_fidelity": None if fid is None else round(100 * min(fid.per_class.values()), 2),
+        **{k: round(v, 2) for k, v in (scores or {}).items()},
         "objective": config.get("objective"), "labels": config.get("labels"),
         "step_size": config.get("step_size"), "epsilon": flow_setting(config, "epsilon"),
-        "correspondence": "free" if result.correspondence is None else "prescribed",
+        "correspondence": "free" if spec is None or result.correspondence is None
+        else spec if isinstance(spec, str) else "prescribed",
     }
+
+
+FIDELITY_NOTES = (
+    "`fidelity`: the share of the source class's mass that the final coupling of the flow sends to "
+    "`matched_target` (the flow's correspondence, or for a free flow the matching its coupling "
+    "implies). Below 99 %, part of the class is flowed into other classes while keeping its label.")
+
+
+def report_fidelity(result, out: Path, source, target) -> None:
+    """``fidelity.csv/.md``, ``class_mass.png`` and a log line (a warning when classes leak)."""
+    fid: ClassFidelity | None = result.class_fidelity
+    if fid is None:
+        return
+    sn, tn = source.class_names, target.class_names
+    write_table(fid.rows(sn, tn), out / "fidelity", notes=FIDELITY_NOTES)
+    names = [_name(sn, c) for c in fid.source_classes], [_name(tn, t) for t in fid.target_classes]
+    plots.label_distance_heatmap(
+        100 * fid.mass, *names, out / "class_mass.png", cmap="Blues", fmt="{:.0f}",
+        title=f"{source.name} → {target.name}: where the final coupling sends each class
+"
+              f"(% of each source class's mass; class fidelity {100 * fid.overall:.2f} %)",
+        row_label=f"{source.name} class", col_label=f"{target.name} class",
+        colorbar_label="% of the source class")
+    (log.info if fid.keeps_classes else log.warning)("%s", fid.message(sn, tn))
 
 
 def flow_setting(config: dict, key: str):
@@ -138,13 +207,23 @@ def run(cfg: DictConfig) -> dict:
     result.save(out / "flow.pt")
 
     write_table(result.history, out / "history")
+    report_fidelity(result, out, source, target)
+    classifier = target_classifier(cfg)
+    scores = classifier_scores(result, classifier)
     save_flow_figures(result, Xt, out, image_shape_of(source, Xs.shape[1]),
                       title=f"{source.name} → {target.name}", yt=yt,
                       source_classes=source.class_names, target_classes=target.class_names,
-                      target_name=target.name)
+                      target_name=target.name, classifier=classifier)
     first, last = result.history[0]["objective"], result.history[-1]["objective"]
-    write_table([summary_row(result, source.name, target.name, len(yt))], out / "flow",
-                notes=settings_note(result.config))
+    notes = settings_note(result.config)
+    if scores:
+        notes += (" `classifier_raw` / `classifier_flowed`: the target's frozen classifier's accuracy "
+                  "(%) on the particles before / after the flow, against the class each is matched with.")
+        log.info("The target's classifier reads %.2f %% of the particles as their matched class "
+                 "before the flow, %.2f %% after", scores["classifier_raw"], scores["classifier_flowed"])
+    write_table([summary_row(result, source.name, target.name, len(yt), scores)], out / "flow", notes=notes)
     log.info("Objective %.4f → %.4f in %d steps; results in %s", first, last, result.steps_run, out)
+    fid = result.class_fidelity
     return {"source": source.name, "target": target.name, "objective": float(last),
-            "initial_objective": float(first), "steps": result.steps_run}
+            "initial_objective": float(first), "steps": result.steps_run,
+            "class_fidelity": None if fid is None else fid.overall, **scores}

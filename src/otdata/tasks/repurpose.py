@@ -44,6 +44,7 @@ from otdata.flows.learned_map import LearnedMap
 from otdata.models import build_classifier, load_or_train_classifier
 from otdata.tables import to_markdown, write_table
 from otdata.tasks.common import instantiate_loggers, source_config
+from otdata.tasks.scoring import accuracy, mapped
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,6 @@ BASELINE = {"identity": "baseline_from_scratch", "correspondence": "baseline_fro
 #: Trainer keys that do not change the trained classifier (left out of its cache key).
 NOT_SHAPING = ("default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
                "logger", "callbacks")
-
-
-def accuracy(predicted: torch.Tensor, expected: torch.Tensor) -> float:
-    return 100.0 * float((predicted == expected).float().mean())
-
-
-def mapped(y: torch.Tensor, correspondence: dict[int, int]) -> torch.Tensor:
-    """Labels sent through a correspondence; classes it does not cover become -1 (never right)."""
-    return torch.tensor([correspondence.get(int(c), -1) for c in y], dtype=torch.long)
 
 
 def discover_correspondence(cfg, Xs, ys, Xt, yt) -> dict[int, int]:
