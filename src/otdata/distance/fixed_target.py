@@ -367,7 +367,7 @@ class FixedTargetOTDD:
             b, _ = self.target_measure(state, eps)
             cost = MatrixCost(PointCloudCost(X, self.Xt.to(X.dtype), self.p, self.lambda_x, W_st.to(X.dtype),
                                              state.yi, self.tyi, self.lambda_y).block(0, n))
-            res = sinkhorn(None, b, cost, eps, differentiable=False, transport_cost=False, **self.solve_kwargs)
+            res = sinkhorn(None, b, cost, eps, self.solver, differentiable=False, transport_cost=False)
             P = res.coupling(dense=True, max_elements=max_elements)
             return _class_sums(P, state.yi, len(state.classes), self.tyi, len(self.tclasses)), bool(res.converged)
 
