@@ -1,0 +1,17 @@
+"""Hydra finds this module (every module under the `hydra_plugins` namespace) whenever it builds a
+config search path, so composing otdata's `conf/` works in any Python session, e.g. a notebook's
+`initialize_config_dir(...)` + `compose(...)`, without importing otdata first: importing
+`otdata.config` registers the typed task schemas (`schema/task/*`) and the `${otdata.*:}`
+resolvers that the YAML files use."""
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+
+import otdata.config  # noqa: F401  (registers the schemas and resolvers)
+
+
+class OtdataSetupPlugin(SearchPathPlugin):
+    """Adds no search path: importing this module is what sets otdata's configs up."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        pass
