@@ -73,7 +73,7 @@ def check_features(name: str, X: torch.Tensor, n: int, files=()) -> torch.Tensor
         raise DataFormatError(name, f"X holds {len(X)} items but y holds {n} labels.",
                               "give X and y the same first dimension (one label per item).", files)
     if X.is_floating_point():
-        bad = ~torch.isfinite(X.reshape(len(X), -1)).all(dim=1)
+        bad = ~torch.isfinite(X.flatten(1) if X.ndim > 1 else X[:, None]).all(dim=1)
         if bool(bad.any()):
             rows = torch.nonzero(bad).flatten()[:5].tolist()
             raise DataFormatError(
@@ -133,6 +133,7 @@ class UserDataModule(LabeledDataModule):
             if "all" in found.data:
                 X, y = found.data.pop("all")
                 y = check_labels(self.name, y, len(names), found.files)
+                X = check_features(self.name, torch.as_tensor(X), len(y), found.files)
                 train, test = split_off_test(y, self.test_fraction, self.seed)
                 found.data["train"], found.data["test"] = (X[train], y[train]), (X[test], y[test])
             for split, (X, y) in found.data.items():
