@@ -78,7 +78,7 @@ def speed(args, Xm, ym):
         t0 = time.perf_counter()
         flow = DatasetFlow(target=(Xt, yt), labels=labels, step_size=args.step_size,
                            steps=args.timing_steps, clamp=[0, 1], progress=False, distance=dk,
-                           label_update_every=every)
+                           label_update_every=every, correspondence=None, fidelity=False)
         t_bind = time.perf_counter() - t0
         rss0 = peak_rss_mb()
         load0 = os.getloadavg()[0]

@@ -141,7 +141,8 @@ def main():
         Xt, yt = X1[:n], y1[:n]
         Xs, ys = X1[n:2 * n], y1[n:2 * n]
         flow = DatasetFlow(target=(Xt, yt), labels="fixed", step_size=0.25, steps=reps + 1, clamp=[0, 1],
-                           progress=False, distance={"epsilon": 5.0, "relative": False}, label_update_every=5)
+                           progress=False, distance={"epsilon": 5.0, "relative": False}, label_update_every=5,
+                           correspondence=None, fidelity=False)
         r = flow.run(Xs, ys)
         secs = sorted(h["seconds"] for h in r.history[1:-1]) or [r.history[0]["seconds"]]
         row(f"flow step, {n} particles, d={d}", statistics.median(secs), 4 * 2 * n * n * d / 1e9, "GFLOP/s",

@@ -13,10 +13,16 @@ Label handling (``labels=``):
 * ``"joint"`` — class means and covariance factors are free parameters updated together with the
   particles; the label distance uses them (``result.label_params`` holds the final ones).
 
-Class correspondence (``correspondence=``): ``None`` lets OTDD choose freely; ``"identity"``, a dict
-``{source_class: target_class}``, a list, or ``"auto"``/``"hungarian"``/``"balanced"``/``"nearest"``
-(matched from the initial label distances, see :mod:`otdata.flows.correspondence`) forces source
-class ``c`` onto target class ``corr[c]`` by a large label-cost penalty on all other pairs.
+Class correspondence (``correspondence=``): ``"auto"`` (the default), ``"hungarian"``,
+``"balanced"``, ``"nearest"`` (matched from the initial label distances, see
+:mod:`otdata.flows.correspondence`), ``"identity"``, a dict ``{source_class: target_class}`` or a list
+forces source class ``c`` onto target class ``corr[c]``: every other class pair gets a large
+label-cost penalty, and each target class carries the mass of the source classes sent to it, so the
+coupling never has to push a class's surplus elsewhere. ``None``/``"free"`` lets OTDD choose freely:
+with class proportions that differ between the datasets, a balanced coupling then sends part of the
+over-represented classes into other classes, and those particles keep labels that no longer describe
+them. Every flow measures this (:mod:`otdata.flows.fidelity`: ``result.class_fidelity``) and warns
+(``ClassFidelityWarning``) when a class leaks.
 
 Example::
 
@@ -28,6 +34,7 @@ Example::
                        checkpoint_dir="ckpt", checkpoint_every=10, trajectory_every=2)
     result = flow.run(Xs, ys)            # Xs: (n, d) floats, ys: (n,) ints
     result.X, result.history[-1]["objective"], result.correspondence
+    result.class_fidelity.per_class       # share of each class's mass sent to its matched class
     result.save("flow.pt"); FlowResult.load("flow.pt")
     X_new_moved = result.extend(X_new)    # out-of-sample extension (k-NN displacement)
 
