@@ -41,7 +41,8 @@ def queue_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str]:
     MinJobAge), completed by `sacct` where accounting exists. Unknown jobs are absent."""
     bases = sorted({j.split("_")[0] for j in job_ids})
     states: dict[str, str] = {}
-    commands = [["squeue", "-h", "--states=all", "-o", "%i|%T", "-j", ",".join(bases)]]
+    # -r: one line per array task (pending tasks are otherwise listed together as `123_[2-3]`)
+    commands = [["squeue", "-h", "-r", "--states=all", "-o", "%i|%T", "-j", ",".join(bases)]]
     if shutil.which("sacct"):
         commands.append(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)])
     for command in commands:

@@ -74,8 +74,8 @@ class SweepLauncherMixin:
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
                                Singleton.get_state()))
         submitted = self._executor().map_array(self, *zip(*job_params))
-        self._announce(submitted, slurm)
         try:
+            self._announce(submitted, slurm)
             outcomes = jobs_mod.wait(submitted, slurm, self.lost_after_s, self.poll_s)
         except KeyboardInterrupt:
             if slurm:
@@ -114,7 +114,12 @@ class SweepLauncherMixin:
         for outcome in outcomes:
             overrides = list(job_overrides[outcome.index])
             folder = sweep_dir / str(initial_job_idx + outcome.index)
-            if outcome.status != "ok" and not summary.read_status(folder):
+            record = summary.read_status(folder)
+            if outcome.status == "ok":
+                continue
+            if record and record.get("error"):   # the job's own account of its error
+                outcome.error = record["error"]
+            elif not record:                     # it died before it could write one
                 summary.write_status(folder, outcome.status, outcome.error, overrides)
         if not failed:
             return [o.result for o in outcomes]
