@@ -44,7 +44,7 @@ def test_entries_are_written_atomically(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("otdata.distance.matrix.os.replace", crash)
+    monkeypatch.setattr("otdata.data.content_cache.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
         distance_matrix(_datasets(), _dd(), cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # neither a half-written entry nor a temporary file

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-log = logging.getLogger(__name__)
+from otdata.data.content_cache import cached_tensor, texts_digest
 
 POOLINGS = ("mean", "cls")
 _TOKENIZER_FILES = (
@@ -33,17 +32,6 @@ _TOKENIZER_FILES = (
     "merges.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
 )
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-def texts_digest(texts: Sequence[str]) -> str:
-    """sha256 of a list of texts (order and boundaries included)."""
-    h = hashlib.sha256()
-    h.update(str(len(texts)).encode())
-    for t in texts:
-        data = t.encode("utf-8")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()
 
 
 def model_identity(model: str | os.PathLike) -> dict:
@@ -169,24 +157,8 @@ class TextEncoder:
     def encode(self, texts: Sequence[str], name: str = "texts") -> torch.Tensor:
         """float32 `(len(texts), hidden_size)`, from the cache when possible (then no model load)."""
         texts = [str(t) for t in texts]
-        path = self.cache_path(texts, name)
-        if path is not None and path.is_file():
-            try:
-                stored = torch.load(path, map_location="cpu", weights_only=True)
-                if stored.get("key") == self.cache_key(texts, name):
-                    log.info("embeddings of %s read from %s", name, path)
-                    return stored["embeddings"]
-                log.warning("cache entry %s does not match its key; recomputing", path)
-            except Exception as error:  # a truncated or foreign file: recompute
-                log.warning("unreadable cache entry %s (%s); recomputing", path, error)
-        vectors = self._compute(texts, name)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"key": self.cache_key(texts, name), "embeddings": vectors}, tmp)
-            os.replace(tmp, path)
-            log.info("embeddings of %s cached at %s", name, path)
-        return vectors
+        return cached_tensor(self.cache_path(texts, name), self.cache_key(texts, name),
+                             lambda: self._compute(texts, name), f"embeddings of {name}")
 
     def _load(self):
         if self._loaded is None:

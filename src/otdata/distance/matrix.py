@@ -1,6 +1,6 @@
 """Distances among several datasets, reusing per-dataset class statistics, with an on-disk cache.
 
-Cache entries are written atomically (a temporary file, then ``os.replace``), read with
+Cache entries are written atomically (:func:`otdata.data.content_cache.save_atomic`), read with
 ``torch.load(weights_only=True)``, and an entry that cannot be read (empty, truncated, not a
 result) is recomputed and rewritten instead of breaking every later call."""
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,24 +16,12 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from otdata.data.content_cache import save_atomic, tensor_digest
 from otdata.data.labeled import as_labeled
 
 from .otdd import DatasetDistance
 
 log = logging.getLogger(__name__)
-
-
-def tensor_digest(*tensors: Tensor | None) -> str:
-    """sha256 of the dtypes, shapes and raw bytes of the given tensors."""
-    h = hashlib.sha256()
-    for t in tensors:
-        if t is None:
-            h.update(b"none")
-            continue
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def _read_entry(path: Path) -> dict | None:
@@ -50,18 +36,6 @@ def _read_entry(path: Path) -> dict | None:
         log.warning("Distance cache entry %s is not a distance result; recomputing it.", path)
         return None
     return rec
-
-
-def _write_entry(rec: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(rec, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass
@@ -122,7 +96,7 @@ def distance_matrix(
                 res = dd(prepared[names[i]], prepared[names[j]])
                 rec = {"value": res.value, "divergence": res.divergence, "result": res.to_dict()}
                 if path is not None:
-                    _write_entry(rec, path)
+                    save_atomic(rec, path)
             values[i, j] = rec["value"]
             divs[i, j] = float("nan") if rec["divergence"] is None else rec["divergence"]
     return DistanceMatrix(names, values, divs, cached)
