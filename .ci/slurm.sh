@@ -70,6 +70,13 @@ start_daemon() {  # name, command...: started in the foreground mode, its PID re
 }
 
 start() {
+  local pid
+  for pid in $(cat "$dir/started.pids" 2>/dev/null); do
+    if kill -0 "$pid" 2>/dev/null; then
+      log "a cluster started by this script is already running in $dir (pid $pid): stop it first"
+      return 1
+    fi
+  done
   install
   write_config
   : >"$dir/started.pids"
