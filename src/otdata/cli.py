@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from otdata import console
 from otdata.config import CONFIG_DIR
-from otdata.data.errors import DataFileError
+from otdata.data.errors import DataFileError, DataFormatError
 from otdata.instantiate import guard_hydra_callbacks
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def run_task(cfg: DictConfig) -> dict:
         ) from error
     try:
         return module.run(cfg)
-    except DataFileError as error:  # the message says it all: print it alone, exit code 1
+    except (DataFileError, DataFormatError) as error:  # the message says it all: print it alone, exit 1
         if _in_sweep():  # a failed job of a sweep: an ordinary exception, reported by the sweep
             raise
         raise SystemExit(f"otdata: {error}") from None

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from otdata.data.errors import DataFileError, DataFormatError
+from otdata.data.errors import DataFormatError
 from otdata.data.user import Splits, UserDataModule
 
 FORMATS = (".npz", ".pt", ".pth", ".safetensors")
@@ -102,7 +102,7 @@ class ArraysDataModule(UserDataModule):
                 f"save the arrays as one of {', '.join(FORMATS)} (see `otdata.data.arrays`).",
                 [self.path])
         if not self.path.is_file():
-            raise DataFileError(self.name, self.path.parent, [self.path], "the array file is missing.")
+            raise DataFormatError(self.name, "the array file does not exist.", "check the path: a relative path is looked up in the working directory, then under `paths.data_dir`.", [self.path])
         try:
             return read_array_file(self.path)
         except Exception as error:  # corrupt file, pickled objects, wrong container

@@ -27,17 +27,18 @@ class DataFileError(FileNotFoundError):
         self.files = files
 
 
-class DataFormatError(DataFileError, ValueError):
+class DataFormatError(ValueError):
     """A user's dataset is there but cannot be used as it is (no images, one class, labels out of
     range, NaN features, a missing column, ...). The message names the dataset, the problem, the
     files or columns concerned and the fix; like `DataFileError`, the `otdata` command prints it
-    alone. It is also a `ValueError`, since the content, not the path, is at fault."""
+    alone. It is not a `DataFileError`: tasks that skip a dataset whose files are missing must not
+    skip one whose content is wrong."""
 
     def __init__(self, dataset: str, problem: str, fix: str, files: Iterable[str | Path] = ()):
         files = [str(Path(f).resolve()) for f in files]
         listed = "".join(f"\n  - {f}" for f in files[:5])
         more = f"\n  ... and {len(files) - 5} more" if len(files) > 5 else ""
         where = f"\nfile(s):{listed}{more}" if files else ""
-        FileNotFoundError.__init__(self, f"{dataset}: {problem}{where}\nFix: {fix}")
+        super().__init__(f"{dataset}: {problem}{where}\nFix: {fix}")
         self.dataset = dataset
         self.files = files

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from otdata.data.errors import DataFileError, DataFormatError
+from otdata.data.errors import DataFormatError
 from otdata.data.hf_columns import hf_arrays
 from otdata.data.user import Splits, UserDataModule, encode_labels
 from otdata.data.user_text import UserTextDataModule
@@ -57,7 +57,7 @@ def _read_files(files: list[Path]):
 def load_local(name: str, path: Path, train_split: str = "train", test_split: str = "test") -> dict:
     """`{split: datasets.Dataset}` (`"all"` for a single set) from a local path (module docstring)."""
     if not path.exists():
-        raise DataFileError(name, path.parent, [path], "the dataset path does not exist.")
+        raise DataFormatError(name, "the dataset path does not exist.", "check the path: a relative path is looked up in the working directory, then under `paths.data_dir`.", [path])
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
         loaded = _import_datasets().load_from_disk(str(path))
         if not hasattr(loaded, "keys"):

@@ -80,7 +80,8 @@ class ImageFolderDataModule(UserDataModule):
         tried = [root] if root.is_absolute() else [root, self.data_dir / root]
         raise DataFormatError(
             root.name or str(root), "the image folder does not exist.",
-            "point `root` at a folder with one sub-folder of images per class.", tried)
+            "point `root` at a folder with one sub-folder of images per class (a relative path is "
+            "looked up in the working directory, then under `paths.data_dir`).", tried)
 
     def layout(self) -> dict[str, Path]:
         """`{"train": ..., "test": ...}` when the root has both, else `{"all": root}`."""

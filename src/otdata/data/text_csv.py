@@ -22,7 +22,7 @@ import csv
 from pathlib import Path
 
 from otdata.data.csv_release import decode_text  # also lifts the csv module's field size limit
-from otdata.data.errors import DataFileError, DataFormatError
+from otdata.data.errors import DataFormatError
 from otdata.data.user_text import UserTextDataModule
 
 
@@ -78,7 +78,7 @@ class CSVTextDataModule(UserTextDataModule):
 
     def _read_file(self, path: Path) -> tuple[list[str], list[str]]:
         if not path.is_file():
-            raise DataFileError(self.name, path.parent, [path], "the CSV file is missing.")
+            raise DataFormatError(self.name, "the CSV file does not exist.", "check the path: a relative path is looked up in the working directory, then under `paths.data_dir`.", [path])
         texts, labels = [], []
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, delimiter=self.delimiter)
