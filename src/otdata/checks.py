@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["SettingError", "boolean", "choice", "integer", "number", "optional"]
+__all__ = ["SettingError", "UnknownSettingError", "boolean", "choice", "integer", "number", "optional", "pair"]
 
 
 class SettingError(ValueError):
     """A setting has the wrong type or is out of its range."""
+
+
+class UnknownSettingError(SettingError, TypeError):
+    """A keyword names no setting (a ``TypeError``, as Python's own for an unknown keyword)."""
 
 
 def _got(value: Any) -> str:
@@ -89,6 +93,13 @@ def choice(name: str, value: Any, options: Iterable[Any]) -> Any:
     if not any(isinstance(value, type(o)) and value == o for o in options):
         raise SettingError(f"{name} must be one of {options}, {_got(value)}")
     return value
+
+
+def pair(name: str, value: Any, check=number, **bounds: Any) -> tuple:
+    """``value`` as a tuple of two checked entries (e.g. ``clamp=[0, 1]``, ``channels=[16, 32]``)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence) or len(value) != 2:
+        raise SettingError(f"{name} must be a pair [a, b], {_got(value)}")
+    return tuple(check(f"{name}[{i}]", v, **bounds) for i, v in enumerate(value))
 
 
 def optional(check, name: str, value: Any, **bounds: Any) -> Any:

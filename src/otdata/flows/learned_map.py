@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from otdata import checks
+
 __all__ = ["LearnedMap", "MapNet", "shift_pairs"]
 
 log = logging.getLogger(__name__)
@@ -94,12 +96,29 @@ def shift_pairs(a: torch.Tensor, b: torch.Tensor, max_shift: int) -> tuple[torch
     return pa[idx, ch, rows, cols], pb[idx, ch, rows, cols]
 
 
+def _pairs(name: str, X, image_shape: tuple[int, int, int]) -> torch.Tensor:
+    """``X`` as float32 images ``(n, *image_shape)``; refuses empty, mis-sized or non-finite rows
+    (a NaN in one pair would make every output NaN)."""
+    X = torch.as_tensor(X, dtype=torch.float32)
+    size = math.prod(image_shape)
+    if X.numel() == 0 or X.numel() % size or (X.dim() == 2 and X.shape[1] != size):
+        raise ValueError(f"{name} must hold rows of {size} values (images {image_shape}), got shape "
+                         f"{tuple(X.shape)}")
+    bad = ~torch.isfinite(X.reshape(len(X), -1)).all(dim=1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()
+        raise ValueError(f"{name} has {len(rows)} row(s) with NaN or inf values (first: row "
+                         f"{int(rows[0])}); a learned map trained on them outputs NaN. Drop those "
+                         "pairs, or find where the flow diverged (lower its step_size).")
+    return X.reshape(-1, *image_shape)
+
+
 class LearnedMap:
     """A network ``T`` trained on a flow's pairs ``(X0[i], X1[i])``, applied to new samples.
 
     Args:
         image_shape: ``(C, S, S)`` of the flattened rows.
-        epochs: passes over the pairs (AdamW, one-cycle learning rate).
+        epochs: passes over the pairs (AdamW, one-cycle learning rate); at least 1.
         batch_size, lr, weight_decay: optimisation.
         pixel_weight: weight of the squared pixel error (× 100 / d, so ~1 for images in [0, 1]).
         teacher_weight: weight of the KL term to the teacher's view of ``x1`` (0 = pixels only).
@@ -115,10 +134,22 @@ class LearnedMap:
                  pixel_weight: float = 1.0, teacher_weight: float = 1.0, augment_shift: int = 1, code: int = 256,
                  channels: tuple[int, int] = (32, 64), dropout: float = 0.1, bounded: bool = True,
                  seed: int = 0, progress: bool = True):
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
-        self.pixel_weight, self.teacher_weight = pixel_weight, teacher_weight
-        self.augment_shift, self.seed, self.progress = augment_shift, seed, progress
+        if not (isinstance(image_shape, tuple | list) and len(image_shape) == 3):
+            raise checks.SettingError(f"image_shape must be (channels, size, size), got {image_shape!r}")
+        self.image_shape = tuple(checks.integer("image_shape", s, low=1) for s in image_shape)
+        self.epochs = checks.integer("epochs", epochs, low=1)  # 0 would return an untrained map
+        self.batch_size = checks.integer("batch_size", batch_size, low=1)
+        self.lr = checks.number("lr", lr, low=0, low_open=True)
+        self.weight_decay = checks.number("weight_decay", weight_decay, low=0)
+        self.pixel_weight = checks.number("pixel_weight", pixel_weight, low=0)
+        self.teacher_weight = checks.number("teacher_weight", teacher_weight, low=0)
+        self.augment_shift = checks.integer("augment_shift", augment_shift, low=0)
+        self.seed = checks.integer("seed", seed, low=0)
+        self.progress = checks.boolean("progress", progress)
+        code = checks.integer("code", code, low=1)
+        channels = checks.pair("channels", channels, checks.integer, low=2)
+        dropout = checks.number("dropout", dropout, low=0, high=1, high_open=True)
+        bounded = checks.boolean("bounded", bounded)
         with torch.random.fork_rng(devices=[]):  # the initialisation depends on `seed` alone
             torch.manual_seed(seed)
             self.net = MapNet(self.image_shape[0], self.image_shape[1], tuple(channels), code,
@@ -129,8 +160,7 @@ class LearnedMap:
     def fit(self, X0: torch.Tensor, X1: torch.Tensor, teacher: nn.Module | None = None) -> LearnedMap:
         """Train on pairs ``X0[i] → X1[i]`` (``(n, C*S*S)`` rows); ``teacher``: a frozen classifier
         of images (used only when ``teacher_weight > 0``). Returns ``self``."""
-        X0 = torch.as_tensor(X0, dtype=torch.float32).reshape(-1, *self.image_shape)
-        X1 = torch.as_tensor(X1, dtype=torch.float32).reshape(-1, *self.image_shape)
+        X0, X1 = (_pairs(name, X, self.image_shape) for name, X in (("X0", X0), ("X1", X1)))
         if X0.shape != X1.shape:
             raise ValueError(f"X0 and X1 must have the same shape, got {tuple(X0.shape)} and "
                              f"{tuple(X1.shape)}")

@@ -100,7 +100,8 @@ class SinkhornConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise TypeError(f"unknown solver setting(s) {unknown}; the settings are {sorted(known)}")
+            raise checks.UnknownSettingError(f"unknown solver setting(s) {unknown}; the settings are "
+                                             f"{sorted(known)}")
         return cls(**kwargs)
 
     def absolute_epsilon(self, scale: float) -> float:
