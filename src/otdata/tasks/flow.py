@@ -157,8 +157,7 @@ def report_fidelity(result, out: Path, source, target) -> None:
     names = [_name(sn, c) for c in fid.source_classes], [_name(tn, t) for t in fid.target_classes]
     plots.label_distance_heatmap(
         100 * fid.mass, *names, out / "class_mass.png", cmap="Blues", fmt="{:.0f}",
-        title=f"{source.name} → {target.name}: where the final coupling sends each class
-"
+        title=f"{source.name} → {target.name}: where the final coupling sends each class\n"
               f"(% of each source class's mass; class fidelity {100 * fid.overall:.2f} %)",
         row_label=f"{source.name} class", col_label=f"{target.name} class",
         colorbar_label="% of the source class")
