@@ -98,3 +98,33 @@ def test_sample_sizes_must_be_positive_integers(size, data_root):
         MNISTDataModule(data_dir=data_root).tensors("train", max_samples=size)
     with pytest.raises(ValueError, match="positive integers"):
         MNISTDataModule(data_dir=data_root, max_samples=size)
+
+
+def test_bytes_replaced_with_size_and_mtime_kept_are_hashed_again(tmp_path, monkeypatch):
+    """A verified file whose bytes are rewritten in place, with its size and modification time
+    restored (`touch -r`), is hashed again: the verdict is keyed on inode and ctime too."""
+    import hashlib
+    import os
+    import time
+
+    rng = np.random.default_rng(1)
+    raw = tmp_path / "MNIST" / "raw"
+    images = raw / "t10k-images-idx3-ubyte"
+    write_idx(images, rng.integers(0, 256, (50, 28, 28)))
+    write_idx(raw / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 50))
+    official = {"t10k-images-idx3-ubyte": (images.stat().st_size,
+                                           hashlib.md5(images.read_bytes()).hexdigest())}
+    monkeypatch.setitem(idx.OFFICIAL, "MNIST", official)  # these bytes play the official file
+    X, _ = MNISTDataModule(data_dir=tmp_path).tensors("test")
+    assert len(X) == 50  # verified, and the verdict cached
+    before = images.stat()
+    time.sleep(0.01)
+    data = bytearray(images.read_bytes())
+    data[-784:] = bytes(784)  # one image zeroed: same size, other content
+    with open(images, "r+b") as handle:
+        handle.write(data)
+    os.utime(images, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert images.stat().st_size == before.st_size
+    assert images.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(DataFileError, match="size of the official MNIST file but not its content"):
+        MNISTDataModule(data_dir=tmp_path).tensors("test")

@@ -3,10 +3,14 @@ releases.
 
 A file of the official size must have the official md5: a file of the right size filled with
 garbage would otherwise load as images. The md5 is computed the first time a file is read and the
-verdict is cached (keyed by absolute path, size and modification time) in memory and in
-`<OTDATA_CACHE_DIR or the user cache folder>/verified-files.json`, so later runs do not hash the
-same 47 MB again. Files of another size (a subset, such as a partial KMNIST train split) are not
-the official release and are read as they are; their header must still match their length.
+verdict is cached in memory and in `<OTDATA_CACHE_DIR or the user cache folder>/verified-files.json`,
+so later runs do not hash the same 47 MB again. The verdict is keyed by absolute path, size,
+modification time, inode and status-change time: size and modification time alone can be kept by
+accident (bytes rewritten in place, then `touch -r` or a tool that restores timestamps), but the
+status-change time (ctime) cannot be set by a user (every write and every `utime` moves it) and a
+replaced file has a new inode, so such a file is hashed again. Files of another size (a subset,
+such as a partial KMNIST train split) are not the official release and are read as they are; their
+header must still match their length.
 Gzipped files (`<name>.gz`, as MNIST and EMNIST are distributed) are checked by gzip's own CRC and
 then like plain ones.
 """
@@ -114,7 +118,8 @@ def check_official(path: Path, data: bytes, folder: str, name: str) -> None:
         return
     stat = path.stat()
     key = str(path.resolve())
-    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": official[1]}
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino,
+             "ctime_ns": stat.st_ctime_ns, "md5": official[1]}
     verdict = _cached_verdict(key, stamp)
     if verdict is None:
         digest = hashlib.md5(data).hexdigest()
