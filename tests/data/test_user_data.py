@@ -68,7 +68,7 @@ def test_decoded_pixels_are_cached_and_invalidated_by_a_touched_file(tmp_path, m
     cache = tmp_path / "cache"
     first = ImageFolderDataModule(root, cache_dir=cache, test_fraction=0.0).tensors("train")[0]
     entries = list((cache / "decoded-images").iterdir())
-    assert len(entries) == 1 and entries[0].suffix == ".npz"   # no temporary file left behind
+    assert len(entries) == 1 and entries[0].suffix == ".pt"   # no temporary file left behind
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again although the cache is current")

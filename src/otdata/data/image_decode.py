@@ -5,11 +5,11 @@ a grayscale image and `(H, W, 3)` for a colour one (`channels=1` or `3` converts
 Pillow's own conversion, `None` keeps each as stored: gray stays gray, anything else becomes RGB).
 Files are decoded by `workers` processes in chunks (decoding is CPU-bound and holds the GIL).
 
-With a `cache_dir`, the decoded pixels are stored in one `.npz` (no pickle) under
-`<cache_dir>/decoded-images/`, keyed by the files' absolute paths, sizes and modification times and
-by `channels`: a second read of an unchanged folder loads that file instead of decoding, and any
-added, removed, touched or replaced file makes a new entry. The entry is written to a temporary
-name and renamed into place, so an interrupted run never leaves a half-written cache behind.
+With a `cache_dir`, the decoded pixels are stored in one file under `<cache_dir>/decoded-images/`,
+keyed by the files' absolute paths, sizes and modification times and by `channels`: a second read
+of an unchanged folder loads that file (`torch.load(weights_only=True)`) instead of decoding, and
+any added, removed, touched or replaced file makes a new entry. The entry is written atomically
+(`otdata.data.content_cache.save_atomic`), so an interrupted run never leaves a half-written cache.
 
 A file that cannot be decoded (corrupt, truncated, not an image) is reported, with every other
 such file, as `UndecodableImages`.
@@ -21,12 +21,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+
+from otdata.data.content_cache import save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +96,18 @@ def cache_key(paths: Sequence[str], channels: int | None) -> str:
     return h.hexdigest()[:24]
 
 
-def _pack(images: list[np.ndarray]) -> dict[str, np.ndarray]:
-    shapes = np.array([a.shape + (1,) * (3 - a.ndim) for a in images], dtype=np.int64)
+def _pack(images: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    shapes = np.array([a.shape + (1,) * (3 - a.ndim) for a in images], dtype=np.int64).reshape(-1, 3)
     flat = np.concatenate([a.reshape(-1) for a in images]) if images else np.zeros(0, np.uint8)
-    return {"pixels": flat, "shapes": shapes, "ndim": np.array([a.ndim for a in images], np.int8)}
+    return {"pixels": torch.from_numpy(flat), "shapes": torch.from_numpy(shapes),
+            "ndim": torch.tensor([a.ndim for a in images], dtype=torch.int8)}
 
 
-def _unpack(stored) -> list[np.ndarray]:
-    pixels, shapes, ndims = stored["pixels"], stored["shapes"], stored["ndim"]
+def _unpack(stored: dict) -> list[np.ndarray]:
+    pixels, shapes, ndims = (stored[k].numpy() for k in ("pixels", "shapes", "ndim"))
     ends = np.cumsum(shapes.prod(axis=1))
     starts = ends - shapes.prod(axis=1)
     return [pixels[s:e].reshape(shape[:nd]) for s, e, shape, nd in zip(starts, ends, shapes, ndims)]
-
-
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def decode_images(paths: Sequence[str | Path], channels: int | None = None, workers: int = 2,
@@ -128,20 +119,20 @@ def decode_images(paths: Sequence[str | Path], channels: int | None = None, work
     entry = None
     if cache_dir is not None:
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "images"
-        entry = Path(cache_dir) / "decoded-images" / f"{slug}-{cache_key(paths, channels)}.npz"
+        key = cache_key(paths, channels)
+        entry = Path(cache_dir) / "decoded-images" / f"{slug}-{key}.pt"
         if entry.is_file():
             try:
-                with np.load(entry, allow_pickle=False) as stored:
-                    images = _unpack(stored)
-                if len(images) == len(paths):
+                stored = torch.load(entry, map_location="cpu", weights_only=True)
+                if stored.get("key") == key and len(stored["ndim"]) == len(paths):
                     log.info("decoded %s read from %s", name, entry)
-                    return images
+                    return _unpack(stored)
             except Exception as error:  # a foreign or damaged entry: decode again
                 log.warning("unreadable decoded-image cache %s (%s); decoding again", entry, error)
     images = _decode_all(paths, channels, workers)
     if entry is not None:
         try:
-            _write_atomic(entry, _pack(images))
+            save_atomic({"key": key, **_pack(images)}, entry)
             log.info("decoded %s cached at %s", name, entry)
         except OSError as error:  # a read-only cache only costs a decode next time
             log.warning("could not cache the decoded %s at %s: %s", name, entry, error)
