@@ -20,7 +20,8 @@ def _dd():
     return DatasetDistance(label_distance="means", epsilon=1.0)
 
 
-@pytest.mark.parametrize("damage", ["empty", "truncated", "not_a_result", "crafted"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not_a_result", "crafted", "value_a_string",
+                                    "value_a_list", "divergence_a_string", "value_missing"])
 def test_unreadable_entry_is_recomputed(damage, tmp_path):
     first = distance_matrix(_datasets(), _dd(), cache_dir=tmp_path)
     (entry,) = list(tmp_path.glob("otdd_*.pt"))
@@ -31,6 +32,14 @@ def test_unreadable_entry_is_recomputed(damage, tmp_path):
         entry.write_bytes(entry.read_bytes()[:100])
     elif damage == "not_a_result":
         torch.save([1, 2, 3], entry)
+    elif damage == "value_a_string":
+        torch.save({"value": "abc", "divergence": None}, entry)
+    elif damage == "value_a_list":
+        torch.save({"value": [1.0], "divergence": 0.5}, entry)
+    elif damage == "divergence_a_string":
+        torch.save({"value": 1.0, "divergence": "x"}, entry)
+    elif damage == "value_missing":
+        torch.save({"divergence": 0.5}, entry)
     else:
         torch.save({"value": Payload(marker), "divergence": None}, entry)
     again = distance_matrix(_datasets(), _dd(), cache_dir=tmp_path)

@@ -32,10 +32,27 @@ def _read_entry(path: Path) -> dict | None:
         log.warning("Distance cache entry %s cannot be read (%s: %s); recomputing it.", path,
                     type(error).__name__, error)
         return None
-    if not isinstance(rec, dict) or "value" not in rec or "divergence" not in rec:
-        log.warning("Distance cache entry %s is not a distance result; recomputing it.", path)
+    problem = _entry_problem(rec)
+    if problem:
+        log.warning("Distance cache entry %s is not a distance result (%s); recomputing it.", path,
+                    problem)
         return None
     return rec
+
+
+def _entry_problem(rec: Any) -> str | None:
+    """What is wrong with a loaded cache entry, or None: it must be a dict whose ``value`` is a
+    number and whose ``divergence`` is a number or None."""
+    if not isinstance(rec, dict):
+        return f"a {type(rec).__name__}, not a dict"
+    for key, optional in (("value", False), ("divergence", True)):
+        if key not in rec:
+            return f"{key!r} is missing"
+        v = rec[key]
+        if (v is None and not optional) or (v is not None and (isinstance(v, bool) or
+                                                               not isinstance(v, int | float))):
+            return f"{key!r} is {v!r} ({type(v).__name__}), not a number"
+    return None
 
 
 @dataclass
