@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +102,102 @@ def test_fingerprint_names_what_differs():
         check_fingerprint(saved, _fp(Xs, ys, Xt, yt, epsilon=1.0))
     with pytest.raises(CheckpointMismatchError, match="no fingerprint"):
         check_fingerprint(None, saved)
+
+
+# -- checkpoints that load but are malformed; full disks; concurrent writers -----------------------
+
+def _flow(ck, steps=2):
+    Xs, ys = gaussians(SRC, seed=0)
+    Xt, yt = gaussians(TGT, seed=1)
+    flow = DatasetFlow(target=(Xt, yt), steps=steps, checkpoint_dir=str(ck), checkpoint_every=1, **KW)
+    return flow, Xs, ys
+
+
+def _malform(state, how):
+    if how == "a list":
+        return [state]
+    state = dict(state)
+    if how == "fingerprint a string":
+        state["fingerprint"] = "abc"
+    elif how == "X missing":
+        del state["X"]
+    elif how == "X mis-shaped":
+        state["X"] = state["X"][:5]
+    elif how == "step a string":
+        state["step"] = "3"
+    return state
+
+
+MALFORMED = {"a list": "holds a list, not a flow checkpoint",
+             "fingerprint a string": "'fingerprint' is a str, expected the digests",
+             "X missing": "'X' is missing",
+             "X mis-shaped": r"'X0' has shape \[60, 2\], 'X' \[5, 2\]",
+             "step a string": "'step' is a str, expected the step counter"}
+
+
+@pytest.mark.parametrize("how", list(MALFORMED))
+def test_malformed_checkpoints_are_named_on_resume(how, tmp_path):
+    flow, Xs, ys = _flow(tmp_path)
+    flow.run(Xs, ys)
+    files = sorted(tmp_path.glob("*.pt"))
+    for f in files:  # every checkpoint damaged alike: nothing to fall back to
+        torch.save(_malform(torch.load(f, weights_only=True), how), f)
+    with pytest.raises(CheckpointError, match=rf"(?s)no flow checkpoint .* can be read.*"
+                                              rf"{MALFORMED[how]}.*task.resume=false"):
+        _flow(tmp_path, steps=3)[0].run(Xs, ys, resume=True)
+    with pytest.raises(CheckpointError, match=MALFORMED[how]):
+        load_checkpoint(files[0])
+
+
+def test_a_malformed_last_pt_falls_back_to_the_newest_good_step(tmp_path, caplog):
+    flow, Xs, ys = _flow(tmp_path)
+    flow.run(Xs, ys)
+    last = tmp_path / "last.pt"
+    torch.save(_malform(torch.load(last, weights_only=True), "fingerprint a string"), last)
+    state = load_checkpoint(tmp_path)
+    assert state["step"] == 2 and "cannot be used" in caplog.text
+
+
+def _disk_full(obj, f, *args, **kwargs):
+    Path(f).write_bytes(b"PK\x03\x04 partial")  # what torch leaves when the device fills up
+    raise RuntimeError("[enforce fail at inline_container.cc:595] . PytorchStreamWriter failed "
+                       "writing file data/0: file write failed")
+
+
+@pytest.mark.parametrize("error", ["torch", "oserror"])
+def test_full_disk_during_a_checkpoint_says_space_and_leaves_no_temporary_file(error, tmp_path,
+                                                                               monkeypatch):
+    save_checkpoint(tmp_path, {"step": 1}, step=1)
+    good = (tmp_path / "last.pt").read_bytes()
+
+    def enospc(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", _disk_full if error == "torch" else enospc)
+    with pytest.raises(CheckpointError, match=r"could not be written .* MiB are free on its device: "
+                                              r"a full disk is the usual cause"):
+        save_checkpoint(tmp_path, {"step": 2}, step=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "step_0000001.pt"]
+    assert (tmp_path / "last.pt").read_bytes() == good  # the last complete checkpoint is kept
+
+
+def test_two_writers_of_one_folder_do_not_remove_each_others_temporary_files(tmp_path):
+    """The same flow started twice used to die with FileNotFoundError (one fixed temp name)."""
+    errors = []
+
+    def writer(k):
+        try:
+            for step in range(15):
+                save_checkpoint(tmp_path, {"step": step, "writer": k}, step=step, keep=0)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["step"] == 14
