@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from otdata.summary import over_seeds, summarize
+from otdata.summary import over_seeds, read_status, summarize, write_status
 from otdata.tables import write_table
+from tests.fixtures import write_mnist_like, write_usps
 
 
 def _job(sweep: Path, n: int, overrides: list[str], task: str, rows: list[dict]) -> None:
@@ -91,3 +92,51 @@ def test_a_two_by_two_sweep_prints_and_writes_one_table(tmp_path, data_root):
     assert "`label_distance=means`" in job and "Command: `otdata task=distance" in job
     printed = result.stdout[result.stdout.index("summary ("):]
     assert printed.count("| fashion_mnist |") == 2 and printed.count("| usps |") == 2
+
+
+def test_failed_and_dead_jobs_have_a_status_and_their_error_last(tmp_path):
+    _job(tmp_path, 0, ["task=distance", "distance=means"], "distance", [{"source": "USPS", "otdd": 1.5}])
+    (tmp_path / "1" / ".hydra").mkdir(parents=True)
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text("- task=distance\n- distance=gaussian\n")
+    (tmp_path / "1" / ".hydra" / "config.yaml").write_text("task:\n  name: distance\n")
+    write_status(tmp_path / "1", "failed", "ValueError: split must be one of ('train', 'test')")
+    write_status(tmp_path / "2", "cancelled", "SLURM ended it as CANCELLED without a result",
+                 ["task=distance", "distance=exact"])          # died before Hydra made its folder
+    rows = list(csv.DictReader(open(summarize(tmp_path)["summary"])))
+    assert [(r["distance"], r["status"]) for r in rows] == [
+        ("means", "ok"), ("gaussian", "failed"), ("exact", "cancelled")]
+    assert list(rows[0])[-1] == "error" and rows[0]["error"] == ""
+    assert rows[1]["error"].startswith("ValueError: split must be") and rows[0]["otdd"] == "1.5"
+    assert read_status(tmp_path / "2")["overrides"] == ["task=distance", "distance=exact"]
+
+
+def test_otdata_summarize_rebuilds_the_tables_of_a_sweep_folder(tmp_path):
+    _job(tmp_path / "sweep", 0, ["task=distance", "seed=0"], "distance", [{"source": "USPS", "otdd": 1.0}])
+    _job(tmp_path / "sweep", 1, ["task=distance", "seed=1"], "distance", [{"source": "USPS", "otdd": 3.0}])
+    command = [sys.executable, "-m", "otdata.cli", "summarize"]
+    done = subprocess.run([*command, "sweep"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| USPS |  | 2 | ok | 2 ± 1.4 |" in (tmp_path / "sweep" / "summary_seeds.md").read_text()
+    assert "summary (sweep/summary.md)" in done.stdout
+    missing = subprocess.run([*command, "nowhere"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 1 and "usage: otdata summarize <sweep folder>" in missing.stderr
+    assert "'nowhere' is not a folder" in missing.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_failed_job_still_writes_its_summary(tmp_path):
+    write_usps(tmp_path / "data")
+    write_mnist_like(tmp_path / "data", "MNIST")                  # no KMNIST: that job fails
+    env = {**os.environ, "OTDATA_DATA_DIR": str(tmp_path / "data"), "MPLBACKEND": "Agg",
+           "OTDATA_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    args = ["-m", "task=distance", "data@source=usps,kmnist", "task.n_source=40", "task.n_target=40",
+            "hydra.sweep.dir=sweep"]
+    result = subprocess.run([sys.executable, "-m", "otdata.cli", *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "KMNIST: the train split is missing" in result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "summary.csv")))
+    assert [(r["data@source"], r["status"]) for r in rows] == [("usps", "ok"), ("kmnist", "failed")]
+    assert float(rows[0]["otdd"]) > 0 and rows[1]["error"].startswith("DataFileError: KMNIST")
+    assert "| kmnist | failed |" in result.stdout
