@@ -60,10 +60,12 @@ def test_setup_removes_vendor_handlers_and_filters_the_console(capsys, monkeypat
     root.setLevel(logging.INFO)
     try:
         logging.getLogger("lightning").addHandler(logging.StreamHandler())
+        logging.getLogger("submitit").addHandler(logging.StreamHandler())
         console.setup()
         console.setup()  # twice: still one filter of each kind
-        assert not [h for h in logging.getLogger("lightning").handlers
-                    if type(h) is logging.StreamHandler]
+        for vendor in ("lightning", "submitit"):
+            assert not [h for h in logging.getLogger(vendor).handlers
+                        if type(h) is logging.StreamHandler]
         assert len(handler.filters) == 2
         rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
         rank_zero.info("💡 Tip: try our cloud")

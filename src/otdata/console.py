@@ -21,9 +21,10 @@ import sys
 import warnings
 from pathlib import Path
 
-#: Loggers that install console handlers of their own at import time.
+#: Loggers that install console handlers of their own at import time (submitit: inside a sweep's
+#: job, where its lines would otherwise be printed twice in the job's log).
 VENDOR_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
-                  "lightning_fabric", "torchmetrics")
+                  "lightning_fabric", "torchmetrics", "submitit")
 #: Never shown: advertising.
 ADVERTS = re.compile(r"💡|\bTip:|litlogger|LitLogger|lightning\.ai/|litmodels")
 #: Kept in the log file, not on the console: said by every Trainer, useful only when debugging.

@@ -64,6 +64,8 @@ class SweepLauncherMixin:
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         slurm = self._EXECUTOR == "slurm"
+        # submitit's own two console handlers repeat each of its lines Hydra's handler prints
+        logging.getLogger("submitit").handlers.clear()
         if slurm and self.check:
             self._check_request()
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
