@@ -21,6 +21,7 @@ from otdata import console
 from otdata.config import CONFIG_DIR
 from otdata.data.errors import DataFileError, DataFormatError
 from otdata.instantiate import guard_hydra_callbacks
+from otdata.tasks.rundir import RunFolderBusyError, lock_run_folder
 
 log = logging.getLogger(__name__)
 guard_hydra_callbacks()  # `hydra.callbacks.*` pass the same allow-list, before Hydra builds them
@@ -39,8 +40,9 @@ def run_task(cfg: DictConfig) -> dict:
             f"Choose one of the files in {CONFIG_DIR / 'task'} (e.g. `task=distance`)."
         ) from error
     try:
-        return module.run(cfg)
-    except (DataFileError, DataFormatError) as error:  # the message says it all: print it alone, exit 1
+        with lock_run_folder(cfg.paths.output_dir):  # one writer; `UNFINISHED` until it returns
+            return module.run(cfg)
+    except (DataFileError, DataFormatError, RunFolderBusyError) as error:  # message alone, exit 1
         if _in_sweep():  # a failed job of a sweep: an ordinary exception, reported by the sweep
             raise
         raise SystemExit(f"otdata: {error}") from None

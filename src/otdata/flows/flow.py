@@ -16,7 +16,7 @@ import torch
 
 from otdata import checks
 from otdata.data.labeled import as_labeled, check_same_space
-from otdata.distance import DatasetDistance, check_scales, class_stats
+from otdata.distance import DatasetDistance, SlicedDatasetDistance, check_scales, class_stats
 from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
                                      load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
@@ -153,6 +153,22 @@ def _check_settings(**settings: Any) -> None:
         checks.boolean(name, settings[name])
 
 
+def _distance_settings(distance: Any) -> dict:
+    """The keyword arguments of the flow's :class:`DatasetDistance`, from ``None`` or a mapping;
+    anything else (the sliced OTDD among them) is refused with the reason."""
+    if isinstance(distance, SlicedDatasetDistance):
+        raise checks.SettingError(
+            "the sliced OTDD (distance=sliced) cannot drive a flow: it compares fixed datasets and "
+            "has no coupling or gradient for the particles to follow. Flow with distance=gaussian "
+            "(the default), means or exact; for a sliced objective keep one of those and set "
+            "flow.objective=sliced (the sliced Wasserstein distance of the features, class by "
+            "class).")
+    if distance is not None and not hasattr(distance, "keys"):
+        raise checks.SettingError(f"distance must be a DatasetDistance or a mapping of its settings, "
+                                  f"got {distance!r} ({type(distance).__name__})")
+    return dict(distance or {})
+
+
 class DatasetFlow:
     """Gradient flow of a labeled dataset toward a target dataset.
 
@@ -264,7 +280,7 @@ class DatasetFlow:
         self.trajectory_particles = trajectory_particles
         self.seed = int(seed)
         if not isinstance(distance, DatasetDistance):
-            distance = DatasetDistance(**dict(distance or {}))
+            distance = DatasetDistance(**_distance_settings(distance))
         self.distance = distance
         self.otdd_kwargs = dict(distance=distance, label_update_every=label_update_every, penalty=penalty)
         self.device = torch.device(device)

@@ -1,9 +1,11 @@
 """`task=distance`: the OTDD between a source and a target dataset, with its figures.
 
-Writes into the run folder:
+Writes into the run folder (all at once, when every file is complete; `UNFINISHED` marks a run
+that did not get there):
   distance.json            every number of the result, label distances, class names, sizes, settings
-  label_distances.png      annotated heatmap of the class-to-class distances
-  correspondences.png      source items beside the target items the coupling sends them to (images)
+  label_distances.png      annotated heatmap of the class-to-class distances (not for `distance=sliced`)
+  correspondences.png      source items beside the target items the coupling sends them to (images;
+                           not for `distance=sliced`, which has no coupling)
   distance.csv / .md       a one-row table: the OTDD and its companions, ε, iterations, convergence
                            and the method; the .md names each number and lists the settings
 """
@@ -21,6 +23,7 @@ from rich.console import Console
 
 from otdata import plots
 from otdata.tables import write_table
+from otdata.tasks.rundir import run_folder
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ HEADERS = {
     "epsilon": "ε (absolute)",
     "iterations": "Sinkhorn iterations",
     "marginal_error": "marginal error",
+    "std_error": "Monte Carlo standard error (sliced)",
 }
 
 NOTES = """\
@@ -60,6 +64,7 @@ def table_row(source: str, target: str, record: dict, settings: dict, seconds: f
         "iterations": record.get("n_iter"),
         "converged": record.get("converged"),
         "marginal_error": record.get("marginal_error"),
+        "std_error": record.get("std_error"),
         "backend": record.get("backend"),
         "seconds": round(seconds, 2),
     }
@@ -72,8 +77,13 @@ def settings_note(settings: dict) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Compute the distance and write its results; they appear in the run folder together, once
+    all are written (:func:`otdata.tasks.rundir.run_folder`)."""
+    with run_folder(cfg.paths.output_dir) as stage:
+        return _run(cfg, stage)
+
+
+def _run(cfg: DictConfig, out: Path) -> dict:
     source, target = instantiate(cfg.source), instantiate(cfg.target)
     split = cfg.task.split
     Xs, ys = source.tensors(split, max_samples=cfg.task.n_source, flatten=True)
@@ -81,8 +91,8 @@ def run(cfg: DictConfig) -> dict:
     distance = instantiate(cfg.distance)
     settings = OmegaConf.to_container(cfg.distance, resolve=True)
 
-    log.info("OTDD %s (%d) → %s (%d), %s label distances ...", source.name, len(ys), target.name,
-             len(yt), settings.get("label_distance"))
+    log.info("%s %s (%d) → %s (%d), %s label distances ...", method_name(settings), source.name,
+             len(ys), target.name, len(yt), settings.get("label_distance", "no"))
     start = time.perf_counter()
     with Console(stderr=True).status(
         f"OTDD {source.name} ({len(ys)}) → {target.name} ({len(yt)}) ..."
@@ -97,6 +107,8 @@ def run(cfg: DictConfig) -> dict:
                     "results.", result.epsilon, result.n_iter, result.marginal_error)
 
     record = result.to_dict()
+    if getattr(result, "std_error", None) is not None:  # the sliced OTDD's Monte Carlo error
+        record["std_error"] = float(result.std_error)
     row = table_row(source.name, target.name, record, settings, seconds)
     summary = {"source": source.name, "target": target.name, "value": float(result.value),
                "n_source": len(ys), "n_target": len(yt), "seconds": seconds}
@@ -105,21 +117,36 @@ def run(cfg: DictConfig) -> dict:
     columns = [c for c, v in row.items() if v is not None or c in ("otdd", "sinkhorn_divergence")]
     write_table([row], out / "distance", columns, headers=HEADERS,
                 notes=NOTES + "\n\n" + settings_note(settings))
-    plots.label_distance_heatmap(
-        result.label_distances, source.class_names, target.class_names, out / "label_distances.png",
-        title=f"Label distances: {source.name} vs {target.name}",
-        row_label=f"{source.name} class", col_label=f"{target.name} class",
-        colorbar_label=label_distance_name(settings),
-    )
-    if Xs.shape[1] == Xt.shape[1] and int(Xs.shape[1] ** 0.5) ** 2 == Xs.shape[1]:
+    save_figures(result, settings, source, target, (Xs, ys), (Xt, yt), out)
+    log.info("OTDD(%s, %s) = %.4f  (%d × %d, %.1f s) → %s", source.name, target.name,
+             result.value, len(ys), len(yt), seconds, cfg.paths.output_dir)
+    return {**summary, "objective": float(result.value)}
+
+
+def save_figures(result, settings: dict, source, target, src, tgt, out: Path) -> None:
+    """The label-distance heat map and the correspondence grid, for the results that have them
+    (the sliced OTDD has neither label distances nor a coupling)."""
+    (Xs, ys), (Xt, yt) = src, tgt
+    if result.label_distances is not None:
+        plots.label_distance_heatmap(
+            result.label_distances, source.class_names, target.class_names,
+            out / "label_distances.png", title=f"Label distances: {source.name} vs {target.name}",
+            row_label=f"{source.name} class", col_label=f"{target.name} class",
+            colorbar_label=label_distance_name(settings),
+        )
+    square = Xs.shape[1] == Xt.shape[1] and int(Xs.shape[1] ** 0.5) ** 2 == Xs.shape[1]
+    if square and result.f is not None:
         plots.correspondence_grid(
             Xs, Xt, result.correspondences(k=5)[0], out / "correspondences.png",
             y_source=ys, y_target=yt, source_classes=source.class_names,
             target_classes=target.class_names, source_name=source.name, target_name=target.name,
         )
-    log.info("OTDD(%s, %s) = %.4f  (%d × %d, %.1f s) → %s", source.name, target.name,
-             result.value, len(ys), len(yt), seconds, out)
-    return {**summary, "objective": float(result.value)}
+
+
+def method_name(settings: dict) -> str:
+    """"Sliced OTDD" or "OTDD", for the log."""
+    return "Sliced OTDD" if str(settings.get("_target_", "")).endswith("SlicedDatasetDistance") \
+        else "OTDD"
 
 
 def label_distance_name(settings: dict) -> str:
