@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from otdata.data.features import feature_step
 from otdata.data.subsample import stratified_indices
 
 SPLITS = ("train", "test")
@@ -41,6 +42,9 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         batch_size, num_workers: DataLoader settings.
         val_fraction: share of the (subsampled) training split held out for validation.
         download: fetch missing files from the internet (off by default: data roots are offline).
+        features: a feature step applied to every split handed out, after subsampling
+            (:mod:`otdata.data.features`: a step, its config, or a name in ``conf/features/``; None:
+            the items as read).
     """
 
     name: str = "dataset"
@@ -55,6 +59,7 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         num_workers: int = 0,
         val_fraction: float = 0.1,
         download: bool = False,
+        features=None,
     ):
         super().__init__()
         for size in (max_samples, max_test_samples):
@@ -68,7 +73,8 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         self.num_workers = num_workers
         self.val_fraction = val_fraction
         self.download = download
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.features = feature_step(features)
+        self._cache: dict = {}
         self.train_set = self.val_set = self.test_set = None
 
     # -- what a subclass provides -------------------------------------------------------------
@@ -92,7 +98,8 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         """The (subsampled) split as tensors `(X, y)`.
 
         `max_samples` overrides the datamodule's setting for this call; `flatten=True` returns
-        `X` as `(n, d)`, the shape OT code expects.
+        `X` as `(n, d)`, the shape OT code expects. The datamodule's `features` step, if any, is
+        applied after subsampling (once per split and size).
         """
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
@@ -106,6 +113,11 @@ class LabeledDataModule(L.LightningDataModule, ABC):
             check_sample_size(limit)
             idx = stratified_indices(y, int(limit), seed=self.seed)
             X, y = X[idx], y[idx]
+        if self.features is not None:
+            key = ("features", split, limit)
+            if key not in self._cache:
+                self._cache[key] = self.features(X, name=f"{self.name}-{split}-{len(y)}")
+            X = self._cache[key]
         if flatten:
             X = X.reshape(len(X), -1)
         return X, y

@@ -42,7 +42,7 @@ def hf_arrays(ds, x_column: str | None, label_column: str | None, dataset: str =
     X, y = table[xcol], table[ycol]
     if X.dtype.kind in "US" or (X.dtype == object and len(X) and isinstance(X[0], str)):
         raise TypeError(f"{dataset}: column {xcol!r} holds text; embed it first with a sentence encoder "
-                        "(otdata.data.features.TextFeatures(model=...)(texts), or a `features=encoder` step)")
+                        "(otdata.data.embed.embed_texts(texts, model=...), or data=hf_text)")
     if X.dtype == object:
         shapes = sorted({tuple(np.shape(v)) for v in X})
         raise ValueError(f"{dataset}: column {xcol!r} holds items of different shapes {shapes[:4]}; give them one "

@@ -39,8 +39,9 @@ __all__ = ["LabeledData", "as_labeled", "check_same_space", "dataset_arguments"]
 FEATURES_FIX = (
     "put both in one feature space with a features step: on the command line "
     "`source.features=resize28_gray` (resize + grayscale, or `resize32_rgb`) or "
-    "`source.features=encoder target.features=encoder` (one pretrained encoder for both); in Python "
-    "`otdata.data.features.Resize(28, channels=1)(X)` or `ImageEncoder(...)(X)`")
+    "`features@source.features=encoder source.features.model=...` and the same for the target (one "
+    "pretrained encoder for both); in Python `otdata.data.features.Resize(28, channels=1)(X)` or "
+    "`otdata.data.image_encoder.ImageEncoder(...)(X)`")
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _to_tensor(a, name: str) -> Tensor:
     if isinstance(a, np.ndarray):
         if a.dtype == object or a.dtype.kind in "USV":
             raise TypeError(f"{name} holds {a.dtype} values (ragged rows or text?); pass numbers of one shape "
-                            "per item (texts: embed them first, otdata.data.features.TextFeatures)")
+                            "per item (texts: embed them first, otdata.data.embed.embed_texts(texts, model=...))")
         return torch.from_numpy(np.ascontiguousarray(a))
     raise TypeError(f"{name} must be a tensor, a numpy array or a list of numbers, got {type(a).__name__}; "
                     "see otdata.data.as_labeled for the objects a dataset may be")
