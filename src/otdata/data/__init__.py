@@ -15,6 +15,7 @@ from otdata.data.images import (
     MNISTDataModule,
     USPSDataModule,
 )
+from otdata.data.labeled import LabeledData, as_labeled
 from otdata.data.subsample import stratified_indices
 from otdata.data.archives import CIFAR10DataModule, CIFAR100DataModule, STL10DataModule, SVHNDataModule
 from otdata.data.arrays import ArraysDataModule
@@ -44,6 +45,8 @@ __all__ = [
     "YelpPolarityDataModule",
     "YelpFullDataModule",
     "stratified_indices",
+    "as_labeled",
+    "LabeledData",
     "DataFormatError",
     "ImageFolderDataModule",
     "ArraysDataModule",
