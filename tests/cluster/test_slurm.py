@@ -190,5 +190,20 @@ def test_the_gpu_defaults_on_a_cpu_node_are_refused_before_submitting(tmp_path, 
     if mem_mb < 32 * 1024:
         assert f"mem_gb=32 but its nodes have at most {mem_mb // 1024} GB" in out
     assert "Traceback" not in out
-    assert subprocess.run(["squeue", "-h", "--states=all", "-o", "%i"], capture_output=True,
-                          text=True, timeout=20).stdout == queued      # nothing was submitted
+    after = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i"], capture_output=True,
+                           text=True, timeout=20).stdout
+    assert set(after.split()) <= set(queued.split())     # nothing was submitted
+
+
+def test_without_the_check_a_request_that_would_pend_forever_is_cancelled_and_reported(tmp_path, data,
+                                                                                     record_jobs):
+    cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True,
+                              timeout=20).stdout.split()[0])
+    args = ["-m", *CLUSTER, *TINY, "hydra.launcher.check_request=false",
+            f"hydra.launcher.cpus_per_task={cpus + 1}", "hydra.sweep.dir=sweep"]
+    code, out, seconds = otdata(args, tmp_path, data, timeout=180)
+    print(f"{cpus + 1} CPUs on a {cpus}-CPU node without the check: exit {code} after {seconds:.0f} s")
+    assert code == 1, out[-3000:]
+    [job] = job_ids(out, record_jobs)
+    assert re.search(rf"job 0 \(job id {job}\) never_started: it pended with reason PartitionConfig", out)
+    assert slurm_state(job).startswith("CANCELLED")

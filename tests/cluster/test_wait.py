@@ -38,3 +38,32 @@ def test_a_job_that_ended_in_the_queue_without_a_result_reports_its_state(tmp_pa
     [outcome] = jobs.wait([job], slurm=True, lost_after_s=600, poll_s=1)
     assert outcome.status == "out_of_memory"
     assert outcome.error.startswith("SLURM ended it as OUT_OF_MEMORY without a result")
+
+
+def test_a_job_pending_for_a_reason_that_never_clears_is_cancelled_and_reported(tmp_path, monkeypatch):
+    job = fake_job(tmp_path, "9")
+    cancelled = []
+    monkeypatch.setattr(jobs, "queue_states", lambda ids: {"9": "PENDING PartitionConfig"})
+    monkeypatch.setattr(jobs, "cancel", lambda ids: cancelled.extend(ids) or "cancelled")
+    monkeypatch.setattr(jobs.time, "monotonic", iter(range(0, 1000, 5)).__next__)
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    [outcome] = jobs.wait([job], slurm=True, lost_after_s=600, poll_s=1)
+    assert cancelled == ["9"] and outcome.status == "never_started"
+    assert "pended with reason PartitionConfig" in outcome.error
+
+
+def test_pending_for_resources_is_waited_for(tmp_path, monkeypatch):
+    job = fake_job(tmp_path, "10")
+    looks = iter([{"10": "PENDING Resources"}] * 50 + [{"10": "RUNNING"}])
+
+    def states(ids):
+        state = next(looks)
+        if state["10"] == "RUNNING":
+            job.paths.result_pickle.write_bytes(b"")   # the job finished
+        return state
+
+    monkeypatch.setattr(jobs, "queue_states", states)
+    monkeypatch.setattr(jobs, "_collect", lambda i, j: jobs.Outcome(i, j.job_id, "ok"))
+    monkeypatch.setattr(jobs.time, "monotonic", iter(range(0, 10000, 5)).__next__)
+    monkeypatch.setattr(jobs.time, "sleep", lambda s: None)
+    assert jobs.wait([job], slurm=True, lost_after_s=600, poll_s=1)[0].status == "ok"

@@ -5,7 +5,8 @@ job that dies without writing its result (cancelled, killed, out of memory) leav
 waiting forever. Here a job is finished when its result file exists, or when the queue (`squeue`,
 which needs no accounting; `sacct` too where accounting exists) says it ended, or when it has been
 gone from the queue for `lost_after_s` seconds: then it is reported as lost, with its last state
-and the path of its log.
+and the path of its log. A job pending for a reason that never clears (a request larger than the
+partition's nodes: `PartitionConfig`, ...) is cancelled and reported instead of waited for.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 #: SLURM states of a job that will not run any more.
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
          "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT", "REVOKED"}
+#: Reasons a job pends that do not clear by waiting (the request exceeds the partition's limits).
+NEVER_STARTS = {"PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
+                "InvalidAccount", "InvalidQOS", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob",
+                "QOSMaxMemoryPerJob", "QOSMaxWallDurationPerJobLimit", "QOSMaxNodePerJobLimit"}
+#: Seconds a job may stay in such a state (or ended without result) before it is reported.
+GRACE_S = 15
 
 
 @dataclass
@@ -37,12 +44,13 @@ class Outcome:
 
 
 def queue_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str]:
-    """`{"123_0": "RUNNING", ...}` from `squeue` (jobs that ended stay listed for the cluster's
-    MinJobAge), completed by `sacct` where accounting exists. Unknown jobs are absent."""
+    """`{"123_0": "RUNNING", "123_1": "PENDING PartitionConfig", ...}` from `squeue` (jobs that
+    ended stay listed for the cluster's MinJobAge), completed by `sacct` where accounting exists.
+    A pending job's state is followed by its reason. Unknown jobs are absent."""
     bases = sorted({j.split("_")[0] for j in job_ids})
     states: dict[str, str] = {}
     # -r: one line per array task (pending tasks are otherwise listed together as `123_[2-3]`)
-    commands = [["squeue", "-h", "-r", "--states=all", "-o", "%i|%T", "-j", ",".join(bases)]]
+    commands = [["squeue", "-h", "-r", "--states=all", "-o", "%i|%T %r", "-j", ",".join(bases)]]
     if shutil.which("sacct"):
         commands.append(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)])
     for command in commands:
@@ -55,7 +63,8 @@ def queue_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str]:
         for line in done.stdout.splitlines():
             job, _, state = line.partition("|")
             if job and state:
-                states.setdefault(job.strip(), state.split()[0].strip())
+                words = state.split()
+                states.setdefault(job.strip(), " ".join(words[:2] if words[0] == "PENDING" else words[:1]))
     return states
 
 
@@ -113,12 +122,13 @@ def wait(jobs: list, slurm: bool, lost_after_s: float, poll_s: float) -> list[Ou
                                            log_path=_log_path(job)))
                 continue
             state = states.get(job.job_id)
-            if state is not None and state not in ENDED:
+            never = state is not None and state.startswith("PENDING ") and state.split()[1] in NEVER_STARTS
+            if state is not None and state not in ENDED and not never:
                 gone_since.pop(i, None)
                 continue
             first_seen = gone_since.setdefault(i, time.monotonic())
-            if time.monotonic() - first_seen >= (15 if state else lost_after_s):
-                outcomes[i] = _lost(i, job, state, lost_after_s)
+            if time.monotonic() - first_seen >= (GRACE_S if state else lost_after_s):
+                outcomes[i] = _never_starts(i, job, state) if never else _lost(i, job, state, lost_after_s)
         if len(outcomes) < len(jobs):
             time.sleep(poll_s)
     return [outcomes[i] for i in range(len(jobs))]
@@ -137,9 +147,20 @@ def _lost(index: int, job, state: str | None, lost_after_s: float) -> Outcome:
                    log_path=_log_path(job))
 
 
+def _never_starts(index: int, job, state: str) -> Outcome:
+    """A job that pends for a reason that does not clear: cancelled, and said why."""
+    cancel([job.job_id])
+    return Outcome(index, job.job_id, "never_started",
+                   f"it pended with reason {state.split()[1]} (SLURM will never start it: the "
+                   "request exceeds what the partition allows) and was cancelled; check "
+                   "hydra.launcher.cpus_per_task / mem_gb / gpus_per_node / timeout_min against "
+                   "`sinfo`, or leave hydra.launcher.check_request=true",
+                   log_path=_log_path(job))
+
+
 def cancel(job_ids: list[str], timeout_s: float = 30) -> str:
-    """`scancel` the given SLURM jobs; returns what was done, for the console."""
-    bases = sorted({j.split("_")[0] for j in job_ids})
+    """`scancel` the given SLURM jobs (`123` or array tasks `123_4`); returns what was done."""
+    bases = list(dict.fromkeys(job_ids))
     try:
         subprocess.run(["scancel", *bases], capture_output=True, text=True, timeout=timeout_s,
                        check=True)

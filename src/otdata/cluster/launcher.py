@@ -75,7 +75,7 @@ class SweepLauncherMixin:
             log.info("#%d : %s", idx, " ".join(filter_overrides(overrides)))
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
                                Singleton.get_state()))
-        submitted = self._executor().map_array(self, *zip(*job_params))
+        submitted = self._submit(job_params)
         try:
             self._announce(submitted, slurm)
             outcomes = jobs_mod.wait(submitted, slurm, self.lost_after_s, self.poll_s)
@@ -88,6 +88,20 @@ class SweepLauncherMixin:
                 log.warning("interrupted: the sweep's local processes were stopped")
             raise SystemExit(130) from None
         return self._results(outcomes, job_overrides, initial_job_idx, sweep_dir)
+
+    def _submit(self, job_params: list) -> list:
+        """One array job for the sweep; sbatch's refusal as one message, not a traceback."""
+        import submitit
+
+        try:
+            return self._executor().map_array(self, *zip(*job_params))
+        except submitit.core.utils.FailedJobError as error:
+            raise SystemExit(
+                f"otdata: the scheduler refused the sweep: {str(error).strip()}\n"
+                "Check hydra.launcher.* (cpus_per_task, mem_gb, gpus_per_node, timeout_min, "
+                "partition) against `sinfo`; CPU jobs: `hydra/launcher=slurm_cpu`."
+                + ("" if self.check else " `hydra.launcher.check_request=true` checks the request "
+                   "before submitting.")) from None
 
     def _check_request(self) -> None:
         try:
