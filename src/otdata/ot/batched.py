@@ -109,6 +109,86 @@ def _certificate(K, KT, Cm, Cz, a, b, au, bv, F, ma, mb):
     return U, L, M, (al, be, er, ec)
 
 
+def _check_batch(C: Tensor, a: Tensor, b: Tensor, rtol: float | None) -> None:
+    if C.ndim != 3 or a.shape != C.shape[:2] or b.shape != (C.shape[0], C.shape[2]):
+        raise ValueError(f"shapes: C (B, n, m), a (B, n), b (B, m); got {tuple(C.shape)}, "
+                         f"{tuple(a.shape)}, {tuple(b.shape)}")
+    if rtol is not None and not rtol > 0:
+        raise ValueError(f"rtol must be > 0, got {rtol}")
+
+
+def _iterate(K, KT, a, b, ma, mb, u, v, omega: float):
+    """One (over-relaxed) scaling iteration of every problem; returns ``u, v`` and each problem's
+    column marginal error before the ``v`` update. Padding keeps scalings 1."""
+    tiny = torch.finfo(K.dtype).tiny
+    un = _vm(b * v, KT).clamp_min_(tiny).reciprocal_()
+    un = torch.where(ma, un, torch.ones_like(un))
+    u = un if omega == 1.0 else u.pow(1.0 - omega) * un.pow(omega)
+    c = _vm(a * u, K).clamp_min_(tiny)
+    perr = (b * (v * c - 1).abs()).sum(1)
+    vn = torch.where(mb, c.reciprocal(), torch.ones_like(c))
+    v = vn if omega == 1.0 else v.pow(1.0 - omega) * vn.pow(omega)
+    return u, v, perr
+
+
+def _certified_stop(U, L, M, rtol: float, prev, halved, out_of_budget):
+    """From the bounds ``U``, ``L`` (and ``M``, :func:`_certificate`): which problems stop (gap
+    within ``rtol``, or out of budget), which are slow (the gap hardly shrinks since ``prev`` and
+    most of it is not the marginal error's: the entropic bias of this epsilon exceeds ``rtol``, so
+    it is halved, three times at most), which are certified, and the gaps (the next ``prev``)."""
+    rel = (U - L) / L.abs().clamp_min(torch.finfo(U.dtype).tiny)
+    ok = rel <= rtol
+    stop = ok | out_of_budget
+    slow = ~stop & (rel > 0.8 * prev) & (M - L > 0.6 * rtol * L.abs()) & (halved < 3)
+    return stop, slow, ok, rel
+
+
+class _Outputs:
+    """Per problem, filled in when it stops: potentials, value, bounds, error, epsilon and the
+    rounded plan's factors (for gradients)."""
+
+    def __init__(self, a: Tensor, b: Tensor, eps_all: Tensor):
+        Bn = a.shape[0]
+        self.f, self.g = a.new_zeros(a.shape), b.new_zeros(b.shape)
+        self.u, self.l = a.new_full((Bn,), math.nan), a.new_full((Bn,), math.nan)
+        self.err, self.eps = a.new_zeros(Bn), eps_all.clone()
+        self.ok = torch.zeros(Bn, dtype=torch.bool, device=a.device)
+        self.phi, self.psi = a.new_zeros(a.shape), b.new_zeros(b.shape)
+        self.er, self.ec = a.new_zeros(a.shape), b.new_zeros(b.shape)
+
+    def record(self, j, s, f, g, u, v, e, perr, plan) -> None:
+        """Problems ``s`` of the batch (``j`` overall) stopped with scalings ``u, v`` on the
+        potentials ``f, g`` at ``e``; ``plan = (al, be, er, ec)``: the plan's factors."""
+        al, be, er, ec = plan
+        es = e[s, None]
+        self.f[j] = (f + e[:, None] * u.log())[s]
+        self.g[j] = (g + e[:, None] * v.log())[s]
+        self.err[j], self.eps[j] = perr[s], e[s]
+        self.phi[j] = f[s] + es * al[s].log()
+        self.psi[j] = g[s] + es * be[s].log()
+        self.er[j], self.ec[j] = er[s], ec[s]
+
+    def result(self, C: Tensor, n_iter: int, rtol: float | None) -> BatchedResult:
+        Bn = C.shape[0]
+        with torch.no_grad():
+            err = float(self.err.max()) if Bn else 0.0
+            gap = None
+            if rtol is not None and Bn:
+                gap = float(((self.u - self.l) / self.l.abs().clamp_min(1e-30)).max())
+        if C.requires_grad:  # <P, C> with the plan detached: its gradient is the plan (envelope theorem)
+            with torch.no_grad():
+                logP = (self.phi.unsqueeze(2) + self.psi.unsqueeze(1) - C.detach()) / self.eps[:, None, None]
+                keep = (self.phi > -math.inf).unsqueeze(2) & (self.psi > -math.inf).unsqueeze(1)
+                P = logP.masked_fill_(~keep, -math.inf).exp_().add_(self.er.unsqueeze(2) * self.ec.unsqueeze(1))
+            tc = (P * torch.where(P > 0, C, torch.zeros((), dtype=C.dtype, device=C.device))).sum((1, 2))
+        else:
+            tc = self.u
+        finite = torch.isfinite(self.f).all() and torch.isfinite(self.g).all()
+        return BatchedResult(transport_cost=tc, f=self.f, g=self.g, epsilon=self.eps, n_iter=n_iter,
+                             marginal_error=err, lower=None if rtol is None else self.l, gap=gap,
+                             converged=bool(self.ok.all() and finite))
+
+
 def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: float = 1e-4,
                      max_iter: int = 3000, scaling: float = 0.5, overrelax: float = 1.8,
                      rtol: float | None = None, check_every: int = 5) -> BatchedResult:
@@ -132,11 +212,7 @@ def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: f
 
     A problem that met its rule leaves the batch.
     """
-    if C.ndim != 3 or a.shape != C.shape[:2] or b.shape != (C.shape[0], C.shape[2]):
-        raise ValueError(f"shapes: C (B, n, m), a (B, n), b (B, m); got {tuple(C.shape)}, "
-                         f"{tuple(a.shape)}, {tuple(b.shape)}")
-    if rtol is not None and not rtol > 0:
-        raise ValueError(f"rtol must be > 0, got {rtol}")
+    _check_batch(C, a, b, rtol)
     Bn, n, m = C.shape
     dt, dev = C.dtype, C.device
     with torch.no_grad(), single_thread(C.numel() <= SINGLE_THREAD_ELEMENTS):
@@ -148,39 +224,23 @@ def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: f
         Cz = C.detach().masked_fill(~mask, 0.0)
         cmax = Cz.amax((1, 2)).clamp_min(0)
         levels = max(0, math.ceil(math.log(max(float((cmax / eps_all).max()), 1.0)) / -math.log(scaling)))
-        tiny = torch.finfo(dt).tiny
-        # per problem, filled in when it stops: potentials, value, bounds, the plan (for gradients)
-        out_f, out_g = a.new_zeros(a.shape), b.new_zeros(b.shape)
-        out_u = a.new_full((Bn,), math.nan)
-        out_l = a.new_full((Bn,), math.nan)
-        out_err, out_eps = a.new_zeros(Bn), eps_all.clone()
-        out_ok = torch.zeros(Bn, dtype=torch.bool, device=dev)
-        out_phi, out_psi = a.new_zeros(a.shape), b.new_zeros(b.shape)
-        out_er, out_ec = a.new_zeros(a.shape), b.new_zeros(b.shape)
+        out = _Outputs(a, b, eps_all)
 
         idx = torch.arange(Bn, device=dev)   # the problems still iterating, and their state:
         eps = eps_all.clone()                # (halved where the gap stalls)
         prev = a.new_full((Bn,), math.inf)   # certified gap at the previous check
         halved = torch.zeros(Bn, dtype=torch.long, device=dev)
         f, g = a.new_zeros(a.shape), b.new_zeros(b.shape)
-        n_iter, it_final, k, relax = 0, 0, 0, None
+        n_iter, it_final, k, relax = 0, 0, 0, OverRelaxation(overrelax)  # (at the target epsilon)
         while idx.numel():
             last = k >= levels
             e = eps if last else torch.maximum(cmax * scaling**k, eps)
-            if last and relax is None:
-                relax = OverRelaxation(overrelax)
             omega = relax.omega if last else 1.0
             K, f, u = _build(Cm, f, g, e, ma)
             KT = K.mT.contiguous()
             v = torch.ones_like(g)
             while True:
-                un = _vm(b * v, KT).clamp_min_(tiny).reciprocal_()
-                un = torch.where(ma, un, torch.ones_like(un))
-                u = un if omega == 1.0 else u.pow(1.0 - omega) * un.pow(omega)
-                c = _vm(a * u, K).clamp_min_(tiny)
-                perr = (b * (v * c - 1).abs()).sum(1)     # column marginal error before the v update
-                vn = torch.where(mb, c.reciprocal(), torch.ones_like(c))
-                v = vn if omega == 1.0 else v.pow(1.0 - omega) * vn.pow(omega)
+                u, v, perr = _iterate(K, KT, a, b, ma, mb, u, v, omega)
                 n_iter += 1
                 if not last:
                     break
@@ -194,40 +254,26 @@ def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: f
                     # (while every marginal error is above 10 rtol, no gap is below rtol in practice)
                     F = f + e[:, None] * u.log()
                     U, L, M, (al, be, er, ec) = _certificate(K, KT, Cm, Cz, a, b, a * u, b * v, F, ma, mb)
-                    rel = (U - L) / L.abs().clamp_min(tiny)
-                    ok = rel <= rtol
-                    stop = ok | out_of_budget
-                    # the gap hardly shrinks and most of it is not the marginal error's: the entropic
-                    # bias of this epsilon exceeds rtol; halve it (three times at most)
-                    slow = ~stop & (rel > 0.8 * prev) & (M - L > 0.6 * rtol * L.abs()) & (halved < 3)
-                    prev = rel
+                    stop, slow, ok, prev = _certified_stop(U, L, M, rtol, prev, halved, out_of_budget)
                 else:
                     stop = slow = None
                 if stop is not None and bool(stop.any()):
                     s = stop.nonzero().squeeze(1)
                     j = idx[s]
-                    es = e[s, None]
-                    out_f[j] = (f + e[:, None] * u.log())[s]
-                    out_g[j] = (g + e[:, None] * v.log())[s]
-                    out_err[j], out_eps[j] = perr[s], e[s]
                     if rtol is None:
                         al, be = a * u, b * v
-                        out_u[j] = _plan_cost(K[s], Cz[s], al[s], be[s])
-                        out_ok[j] = perr[s] < tol
+                        out.u[j] = _plan_cost(K[s], Cz[s], al[s], be[s])
+                        out.ok[j] = perr[s] < tol
                         er, ec = torch.zeros_like(a), torch.zeros_like(b)
                     else:
-                        out_u[j], out_l[j], out_ok[j] = U[s], L[s], ok[s]
-                    out_phi[j] = f[s] + es * al[s].log()
-                    out_psi[j] = g[s] + es * be[s].log()
-                    out_er[j], out_ec[j] = er[s], ec[s]
+                        out.u[j], out.l[j], out.ok[j] = U[s], L[s], ok[s]
+                    out.record(j, s, f, g, u, v, e, perr, (al, be, er, ec))
                     keep = (~stop).nonzero().squeeze(1)
                     idx = idx[keep]
                     if not idx.numel():
                         break
-                    K, KT, Cm, Cz, a, b, ma, mb = K[keep], KT[keep], Cm[keep], Cz[keep], a[keep], b[keep], ma[keep], mb[keep]
-                    eps, e, cmax, halved = eps[keep], e[keep], cmax[keep], halved[keep]
-                    f, g, u, v = f[keep], g[keep], u[keep], v[keep]
-                    prev = prev[keep]
+                    K, KT, Cm, Cz, a, b, ma, mb, eps, e, cmax, halved, f, g, u, v, prev = (
+                        t[keep] for t in (K, KT, Cm, Cz, a, b, ma, mb, eps, e, cmax, halved, f, g, u, v, prev))
                     slow = None if slow is None else slow[keep]
                 if slow is not None and bool(slow.any()):
                     eps = torch.where(slow, eps / 2, eps)
@@ -242,18 +288,4 @@ def batched_sinkhorn(C: Tensor, a: Tensor, b: Tensor, epsilon: Tensor, *, tol: f
             g = g + e[:, None] * v.log()
             if not last:
                 k += 1
-        err = float(out_err.max()) if Bn else 0.0
-        gap = None
-        if rtol is not None and Bn:
-            gap = float(((out_u - out_l) / out_l.abs().clamp_min(1e-30)).max())
-    if C.requires_grad:  # <P, C> with the plan detached: its gradient is the plan (envelope theorem)
-        with torch.no_grad():
-            logP = (out_phi.unsqueeze(2) + out_psi.unsqueeze(1) - C.detach()) / out_eps[:, None, None]
-            keep = (out_phi > -math.inf).unsqueeze(2) & (out_psi > -math.inf).unsqueeze(1)
-            P = logP.masked_fill_(~keep, -math.inf).exp_().add_(out_er.unsqueeze(2) * out_ec.unsqueeze(1))
-        tc = (P * torch.where(P > 0, C, torch.zeros((), dtype=dt, device=dev))).sum((1, 2))
-    else:
-        tc = out_u
-    return BatchedResult(transport_cost=tc, f=out_f, g=out_g, epsilon=out_eps, n_iter=n_iter,
-                         marginal_error=err, lower=None if rtol is None else out_l, gap=gap,
-                         converged=bool(out_ok.all() and torch.isfinite(out_f).all() and torch.isfinite(out_g).all()))
+    return out.result(C, n_iter, rtol)
