@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otdata.cluster.request import RequestError, check_request, parse_sinfo
+from otdata.cluster.request import RequestError, check_request, check_trainer, parse_sinfo
 
 SINFO = """cpu*|16|64000|(null)|1-00:00:00
 gpu|32|256000|gpu:a100:4(S:0-1)|infinite
@@ -56,3 +56,11 @@ def test_cpus_count_every_task_of_a_node():
     with pytest.raises(RequestError, match="cpus_per_task=16 x tasks_per_node=4 but its nodes have "
                                            r"at most 32 CPUs; fix: `hydra.launcher.cpus_per_task=8`"):
         check_request({**request, "cpus_per_task": 16, "tasks_per_node": 4}, parse_sinfo(SINFO))
+
+
+def test_the_gpu_request_follows_the_trainer_choice():
+    with pytest.raises(RequestError, match=r"trainer=gpu but the jobs request no GPU.*`hydra/launcher=slurm`"):
+        check_trainer({"gpus_per_node": 0}, "gpu")
+    assert "will not use" in check_trainer({"gpus_per_node": 1}, "cpu")
+    assert check_trainer({"gpus_per_node": 1}, "gpu") is None
+    assert check_trainer({"gpus_per_node": 0}, "auto") is None

@@ -22,7 +22,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
 
 from otdata.cluster import jobs as jobs_mod
-from otdata.cluster.request import RequestError, check_request, read_partitions
+from otdata.cluster.request import RequestError, check_request, check_trainer, read_partitions
 
 log = logging.getLogger("otdata.cluster")
 
@@ -104,10 +104,14 @@ class SweepLauncherMixin:
                    "before submitting.")) from None
 
     def _check_request(self) -> None:
+        accelerator = OmegaConf.select(self.config, "trainer.accelerator")
         try:
+            unused = check_trainer(self.params, accelerator)
             kind = check_request(self.params, read_partitions())
         except RequestError as error:
             raise SystemExit(f"otdata: {error}") from None
+        if unused:
+            log.warning(unused)
         log.info("request fits partition %r (nodes with %d CPUs, %d GB, %d GPUs)", kind.partition,
                  kind.cpus, kind.mem_mb // 1024, kind.gpus)
 

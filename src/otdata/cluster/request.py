@@ -143,3 +143,17 @@ def check_request(params: dict, kinds: list[NodeKind]) -> NodeKind:
                                     for k in chosen))
     raise RequestError(f"The SLURM request cannot run on partition {partition!r} (it would pend "
                        "forever or be refused):\n  - " + "\n  - ".join(problems))
+
+
+def check_trainer(params: dict, accelerator: str | None) -> str | None:
+    """The GPU request against the trainer choice: RequestError when `trainer=gpu` gets no GPU; a
+    warning (returned) when GPUs are requested for `trainer=cpu`, which never uses them."""
+    gpus = int(params.get("gpus_per_node") or 0)
+    if accelerator == "gpu" and gpus == 0:
+        raise RequestError("trainer=gpu but the jobs request no GPU (hydra.launcher.gpus_per_node=0). "
+                           "Fix: `hydra/launcher=slurm` (1 GPU per job) or "
+                           "`hydra.launcher.gpus_per_node=1`; or train on CPU: `trainer=cpu`.")
+    if accelerator == "cpu" and gpus > 0:
+        return (f"trainer=cpu but each job requests {gpus} GPU(s) it will not use; "
+                "`hydra/launcher=slurm_cpu` requests none")
+    return None
