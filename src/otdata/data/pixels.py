@@ -13,7 +13,8 @@ from collections import Counter
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from otdata.data.features import resize_images
 
 
 def to_float_images(images: torch.Tensor, image_size: int | None = None, normalize: bool = False,
@@ -31,10 +32,8 @@ def to_float_images(images: torch.Tensor, image_size: int | None = None, normali
     if images.ndim != 4:
         raise ValueError(f"expected images of shape (n, H, W) or (n, C, H, W), got {tuple(images.shape)}.")
     X = images.float().div_(255.0)
-    if image_size is not None and tuple(X.shape[-2:]) != (image_size, image_size):
-        X = F.interpolate(
-            X, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False,
-        ).clamp_(0.0, 1.0)
+    if image_size is not None:
+        X = resize_images(X, (image_size, image_size))
     if normalize:
         X = (X - mean) / std
     return X
