@@ -16,6 +16,7 @@ from otdata.data.features import Resize, feature_step
 from otdata.data.image_encoder import ImageEncoder
 from otdata.distance import DatasetDistance
 from otdata.instantiate import safe_instantiate
+from tests.data.conftest_text import tiny_bert  # noqa: F401  (fixture)
 
 
 def rgb32(n=12, seed=0):
@@ -163,3 +164,26 @@ def test_encoder_refuses_missing_or_unnamed_weights(tmp_path, mobilenet):
         ImageEncoder(mobilenet)
     with pytest.raises(ValueError, match="does not hold resnet18 weights"):
         ImageEncoder(mobilenet, arch="resnet18", image_size=32)(rgb32(n=2)[0])
+
+
+def test_as_labeled_applies_a_step_or_a_text_encoder(tiny_bert):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from otdata.data import as_labeled
+    from otdata.data.embed import TextEncoder
+
+    X, y = rgb32(n=6)
+    got = as_labeled(DataLoader(TensorDataset(X, y), batch_size=4), features=Resize(28, channels=1))
+    assert got.item_shape == (1, 28, 28) and torch.equal(got.X, Resize(28, channels=1)(X).flatten(1))
+    texts = ["a good film", "a bad film", "the match was won", "rain all day"]
+    encoder = TextEncoder(tiny_bert, progress=False)
+    want = encoder.encode(texts)
+    assert torch.allclose(as_labeled(texts, [0, 1, 0, 1], features=encoder).X, want)
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict({"text": texts, "label": [0, 1, 0, 1]},
+                                    features=datasets.Features({"text": datasets.Value("string"),
+                                                                "label": datasets.ClassLabel(names=["x", "y"])}))
+    got = as_labeled(ds, x_column="text", features=encoder)
+    assert torch.allclose(got.X, want) and got.class_names == ["x", "y"]
+    with pytest.raises(TypeError, match="must be a text encoder"):
+        as_labeled(texts, [0, 1, 0, 1], features=Resize(28))

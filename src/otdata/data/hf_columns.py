@@ -26,8 +26,9 @@ def _pick(columns: list[str], name: str | None, candidates, what: str, dataset: 
     raise ValueError(f"{dataset}: no {what} column found among {columns} (tried {list(candidates)}). {fix}")
 
 
-def hf_arrays(ds, x_column: str | None, label_column: str | None, dataset: str = "X"):
-    """``(X array, labels array or None, class names or None)`` of a ``datasets.Dataset``."""
+def hf_arrays(ds, x_column: str | None, label_column: str | None, dataset: str = "X", texts: bool = False):
+    """``(X array, labels array, class names or None)`` of a ``datasets.Dataset``; a text column is
+    refused unless ``texts`` (then ``X`` is the list of strings, for an encoder to embed)."""
     if not hasattr(ds, "select_columns"):  # a DatasetDict
         splits = list(ds.keys()) if hasattr(ds, "keys") else []
         raise TypeError(f"{dataset} is a dataset dictionary with splits {splits}; pick one, e.g. ds['train']")
@@ -41,6 +42,8 @@ def hf_arrays(ds, x_column: str | None, label_column: str | None, dataset: str =
     table = ds.select_columns([xcol, ycol]).with_format("numpy")[:]
     X, y = table[xcol], table[ycol]
     if X.dtype.kind in "US" or (X.dtype == object and len(X) and isinstance(X[0], str)):
+        if texts:
+            return [str(t) for t in X], y, _class_names(features[ycol])
         raise TypeError(f"{dataset}: column {xcol!r} holds text; embed it first with a sentence encoder "
                         "(otdata.data.embed.embed_texts(texts, model=...), or data=hf_text)")
     if X.dtype == object:
@@ -50,5 +53,8 @@ def hf_arrays(ds, x_column: str | None, label_column: str | None, dataset: str =
                          "`source.features=resize28_gray`)")
     if type(features[xcol]).__name__ == "Image" and X.ndim == 4:
         X = np.ascontiguousarray(X.transpose(0, 3, 1, 2))  # (n, H, W, C) -> (n, C, H, W)
-    names = list(features[ycol].names) if type(features[ycol]).__name__ == "ClassLabel" else None
-    return X, y, names
+    return X, y, _class_names(features[ycol])
+
+
+def _class_names(feature) -> list[str] | None:
+    return list(feature.names) if type(feature).__name__ == "ClassLabel" else None

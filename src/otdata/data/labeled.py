@@ -77,7 +77,7 @@ class LabeledData:
 
 def as_labeled(obj, y=None, class_names: Sequence[str] | None = None, name: str = "X", *,
                split: str = "train", max_samples: int | None = None, x_column: str | None = None,
-               label_column: str | None = None) -> LabeledData:
+               label_column: str | None = None, features=None) -> LabeledData:
     """``obj`` (see the module doc for the kinds) as a validated :class:`LabeledData`.
 
     Args:
@@ -92,9 +92,16 @@ def as_labeled(obj, y=None, class_names: Sequence[str] | None = None, name: str 
         x_column, label_column: for a Hugging Face dataset (default: the first of ``image``,
             ``img``, ``pixel_values``, ``features``, ``embedding``, ``x`` present; ``label`` or
             ``labels`` or the one ``ClassLabel`` column).
+        features: a step applied to the items before they are flattened: a feature step of
+            :mod:`otdata.data.features` (``Resize(28, channels=1)``, an ``ImageEncoder``) or, for
+            texts (a list of strings, a text column), a :class:`~otdata.data.embed.TextEncoder`.
     """
     yname = name.replace("X", "y") if "X" in name else f"labels of {name}"
-    X, labels, names = _unpack(obj, y, name, split, max_samples, x_column, label_column)
+    opts = dict(split=split, max_samples=max_samples, x_column=x_column, label_column=label_column,
+                texts=features is not None)
+    X, labels, names = _unpack(obj, y, name, opts)
+    if features is not None:
+        X = _apply_features(X, features, name)
     if class_names is not None:
         names = [str(c) for c in class_names]
     X, item_shape = _check_features(X, name)
@@ -248,8 +255,9 @@ def _present_names(y: Tensor, names: list[str] | None, yname: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 
 
-def _unpack(obj, y, name, split, max_samples, x_column, label_column):
-    """``(features, labels, class names or None)`` of any supported object."""
+def _unpack(obj, y, name, opts: dict):
+    """``(features, labels, class names or None)`` of any supported object (``opts``: the keyword
+    arguments of :func:`as_labeled` that say how to read it)."""
     if isinstance(obj, LabeledData):
         return _only(obj.X, obj.y, obj.class_names, y, name)
     if _is_prepared(obj):  # a dataset a distance prepared: original label values back
@@ -259,16 +267,17 @@ def _unpack(obj, y, name, split, max_samples, x_column, label_column):
         if len(obj) != 2:
             raise TypeError(f"{name}: a tuple must be (X, y), got {len(obj)} element(s)")
         if obj[1] is None and not isinstance(obj[0], (Tensor, np.ndarray, list)):
-            return _unpack(obj[0], y, name, split, max_samples, x_column, label_column)  # (dataset, None)
+            return _unpack(obj[0], y, name, opts)  # (dataset, None)
         return _only(obj[0], obj[1], None, y, name)
     if _is_hf_dataset(obj):
         from otdata.data.hf_columns import hf_arrays
 
+        label_column = opts["label_column"]
         if isinstance(y, str):  # as_labeled(ds, "label"): the label column by name
             label_column, y = label_column or y, None
-        return _only(*hf_arrays(obj, x_column, label_column, name), y, name)
+        return _only(*hf_arrays(obj, opts["x_column"], label_column, name, texts=opts["texts"]), y, name)
     if hasattr(obj, "tensors") and hasattr(obj, "class_names") and hasattr(obj, "load_split"):
-        X, labels = obj.tensors(split, max_samples=max_samples)
+        X, labels = obj.tensors(opts["split"], max_samples=opts["max_samples"])
         return _only(X, labels, list(obj.class_names), y, name)
     if isinstance(obj, torch.utils.data.DataLoader):
         X, labels = _collect(obj, name)
@@ -278,6 +287,24 @@ def _unpack(obj, y, name, split, max_samples, x_column, label_column):
         X, labels = _collect(loader, name)
         return _only(X, labels, _classes_of(obj), y, name)
     return obj, y, None
+
+
+def _is_texts(X) -> bool:
+    if isinstance(X, np.ndarray):
+        return X.dtype.kind in "US" or (X.dtype == object and len(X) > 0 and isinstance(X.flat[0], str))
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(t, str) for t in X)
+
+
+def _apply_features(X, features, name: str) -> Tensor:
+    """A text encoder on texts, or a feature step (:mod:`otdata.data.features`) on the items."""
+    if _is_texts(X):
+        if not hasattr(features, "encode"):
+            raise TypeError(f"{name} holds texts: features= must be a text encoder, e.g. "
+                            f"otdata.data.embed.TextEncoder(model=...), got {type(features).__name__}")
+        return features.encode([str(t) for t in X], name=name)
+    from otdata.data.features import feature_step
+
+    return feature_step(features)(_to_tensor(X, name), name=name)
 
 
 def _only(X, labels, names, y, name):
