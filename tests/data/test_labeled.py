@@ -134,6 +134,7 @@ def test_class_names_per_label_value_keep_the_present_classes():
     (lambda X, y: as_labeled(X, y + 7, ["a", "b"]), ValueError, "2 class names for 3 distinct labels"),
     (lambda X, y: as_labeled(object(), y), TypeError, "as_labeled for the objects"),
     (lambda X, y: as_labeled(DataLoader([{"x": 1}] * 3)), TypeError, r"must yield \(x, y\)"),
+    (lambda X, y: as_labeled(DataLoader(PILDataset(X, y), batch_size=4)), TypeError, "pass the Dataset itself"),
     (lambda X, y: as_labeled(ItemsDataset([(X[0], 0), (torch.zeros(1, 8, 8, dtype=torch.uint8), 1)])),
      ValueError, r"different shapes, \(1, 6, 6\) and \(1, 8, 8\).*Resize"),
 ])

@@ -364,7 +364,14 @@ def _same_shapes(shapes) -> None:
 def _collect(loader, name: str) -> tuple[Tensor, Tensor | None]:
     """Concatenate a loader's batches: ``(x, y)`` pairs, or bare feature batches (unlabeled)."""
     xs, ys = [], []
-    for batch in loader:
+    try:
+        batches = list(loader)
+    except TypeError as error:
+        if "collate" not in str(error):
+            raise
+        raise TypeError(f"{name}: the DataLoader cannot batch its items ({error}); pass the Dataset itself "
+                        "(as_labeled reads PIL images and arrays), or give it transform=ToTensor()") from error
+    for batch in batches:
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
             xs.append(item_tensor(batch[0]))
             ys.append(torch.as_tensor(batch[1]))
