@@ -127,9 +127,9 @@ def save_figures(result, settings: dict, source, target, src, tgt, out: Path) ->
     """The label-distance heat map and the correspondence grid, for the results that have them
     (the sliced OTDD has neither label distances nor a coupling)."""
     (Xs, ys), (Xt, yt) = src, tgt
-    if result.label_distances is not None:
+    if result.label_distances is not None:  # the classes present in the samples, by name
         plots.label_distance_heatmap(
-            result.label_distances, source.class_names, target.class_names,
+            result.label_distances, result.class_names1, result.class_names2,
             out / "label_distances.png", title=f"Label distances: {source.name} vs {target.name}",
             row_label=f"{source.name} class", col_label=f"{target.name} class",
             colorbar_label=label_distance_name(settings),
