@@ -62,12 +62,19 @@ def job_ids(output: str, record_jobs) -> list[str]:
     return ids
 
 
-def slurm_state(job_id: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
-                         timeout=20).stdout
-    state = re.search(r"JobState=(\S+)", out)
-    code = re.search(r"\bExitCode=(\S+)", out)
-    return f"{state.group(1) if state else '?'} {code.group(1) if code else '?'}"
+def slurm_state(job_id: str, timeout: float = 30) -> str:
+    """`"<state> <exit code>"` once the job has left RUNNING/COMPLETING (its result file is written
+    just before its process ends), waiting at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                             timeout=20).stdout
+        state = re.search(r"JobState=(\S+)", out)
+        code = re.search(r"\bExitCode=(\S+)", out)
+        shown = f"{state.group(1) if state else '?'} {code.group(1) if code else '?'}"
+        if not shown.startswith(("RUNNING", "COMPLETING", "PENDING")) or time.monotonic() > deadline:
+            return shown
+        time.sleep(1)
 
 
 def summary_rows(sweep: Path) -> list[dict]:
@@ -169,9 +176,6 @@ def test_ctrl_c_on_the_submitter_cancels_the_jobs(tmp_path, data, record_jobs):
     code, out, seconds = _finish(process, before, timeout=60)
     assert code == 130, out[-3000:]
     assert f"cancelled SLURM job(s) {job.split('_')[0]}" in out
-    deadline = time.monotonic() + 30
-    while not slurm_state(job).startswith("CANCELLED") and time.monotonic() < deadline:
-        time.sleep(1)
     assert slurm_state(job).startswith("CANCELLED")
 
 
