@@ -194,8 +194,9 @@ def classifier_checkpoint(cfg) -> Path:
     recipe = OmegaConf.to_container(cfg, resolve=True)
     shaping = {key: recipe[key] for key in ("model", "trainer")}
     shaping["seed"] = classifier_seed(cfg)
+    # steps that are off (an empty mapping, e.g. no `features`) leave the classifier as it was
     shaping["target"] = {k: v for k, v in recipe["target"].items()
-                         if k not in ("data_dir", "num_workers", "download")}
+                         if k not in ("data_dir", "num_workers", "download") and v != {}}
     shaping["target"]["seed"] = classifier_seed(cfg)
     for key in NOT_SHAPING:  # display and bookkeeping only: the same classifier either way
         shaping["trainer"].pop(key, None)
