@@ -29,7 +29,7 @@ NIST = ["mnist", "usps", "fashion_mnist", "emnist", "kmnist"]
 
 def load(name: str, data_dir: str, n: int | None, seed: int = 0):
     from otdata.data import EMNISTDataModule, FashionMNISTDataModule, KMNISTDataModule, MNISTDataModule, USPSDataModule
-    from otdata.models.transfer import sample
+    from otdata.data.subsample import sample
 
     cls = {"mnist": MNISTDataModule, "usps": USPSDataModule, "fashion_mnist": FashionMNISTDataModule,
            "emnist": EMNISTDataModule, "kmnist": KMNISTDataModule}[name]

@@ -214,3 +214,51 @@ def labeled_scatter(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def transfer_scatter(rows: list[dict], key: str, outcome: str, ax, title: str) -> None:
+    """Outcome against a distance, one labelled point per pair, error bars = std over seeds."""
+    x = [r[key] for r in rows]
+    y = [r[outcome] for r in rows]
+    ax.errorbar(x, y, yerr=[r.get(f"{outcome}_std", 0.0) for r in rows], fmt="o", ms=4, capsize=2,
+                color="tab:blue", ecolor="0.6")
+    for r in rows:
+        ax.annotate(r["pair"], (r[key], r[outcome]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.axhline(0, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlabel(key)
+    ax.set_ylabel({"gain": "transfer gain (accuracy points)",
+                   "error_drop": "relative drop in test error (%)"}[outcome])
+    ax.set_title(title, fontsize=8)
+
+
+def transfer_figures(rows: list[dict], stats: list[dict], out: Path, outcome: str) -> None:
+    """The transferability experiment's figures: `scatter.png` (outcome against the OTDD, one point
+    per pair) and, with more than one distance, `scatter_all.png` (one panel per distance)."""
+    done = [r for r in rows if r.get("status") == "ok"]
+    if not done:
+        return
+    by_key = {(s["distance"], s["outcome"]): s for s in stats}
+
+    def title(key):
+        s = by_key.get((key, outcome))
+        if s is None:
+            return key
+        text = f"Pearson r = {s['pearson_r']:.2f}, Spearman ρ = {s['spearman_rho']:.2f} (n = {s['n']})"
+        if "spearman_perm_p" in s:
+            text += f"\ndataset-permutation p: Pearson {s['pearson_perm_p']:.3f}, Spearman {s['spearman_perm_p']:.3f}"
+        return text
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    transfer_scatter(done, "otdd", outcome, ax, title("otdd"))
+    save_figure(fig, out / "scatter.png")
+    keys = [s["distance"] for s in stats if s["outcome"] == outcome]
+    if len(keys) > 1:
+        cols = min(3, len(keys))
+        fig, axes = plt.subplots((len(keys) + cols - 1) // cols, cols, figsize=(5 * cols, 3.8 * ((len(keys) + cols - 1) // cols)),
+                                 squeeze=False)
+        for ax, key in zip(axes.flat, keys):
+            transfer_scatter(done, key, outcome, ax, f"{key}\n{title(key)}")
+        for ax in list(axes.flat)[len(keys):]:
+            ax.axis("off")
+        fig.tight_layout()
+        save_figure(fig, out / "scatter_all.png")

@@ -14,7 +14,9 @@ from omegaconf import OmegaConf, open_dict
 from otdata.config import CONFIG_DIR
 from otdata.models import Classifier
 from otdata.tasks.transferability import resolve_pairs, run
-from otdata.models.transfer import MLP, build, carve, disjoint_parts, transfer_weights
+from otdata.data.subsample import carve, disjoint_parts
+from otdata.models import MLP
+from otdata.models.training import build, transfer_weights
 from tests.fixtures import write_emnist_letters, write_mnist_like, write_usps
 
 FAST = ["task.num_threads=1", "task.n_pool=100", "task.n_test=40", "task.n_distance=60", "task.n_pretrain=80",
@@ -156,7 +158,7 @@ def test_text_config_composes_with_subtasks(tmp_path):
     cfg = compose_experiment("transferability_text", [], tmp_path)
     assert list(cfg.task.datasets) == ["ag_news_a", "ag_news_b", "world_sports", "business_scitech", "dbpedia", "yelp_full"]
     assert set(cfg.task.compare) == {"exact", "means", "sliced"}
-    assert cfg.task.model.net._target_ == "otdata.models.transfer.MLP"
+    assert cfg.task.model.net._target_ == "otdata.models.MLP"
     assert {"ag_news_a", "world_sports"} <= set(cfg.task.subsets)
 
 
@@ -185,7 +187,7 @@ def test_carved_subtasks_share_no_rows():
 
 def test_transfer_weights_replaces_the_head_only_when_needed():
     cfg = {"_target_": "otdata.models.Classifier",
-           "net": {"_target_": "otdata.models.transfer.MLP", "in_features": 1, "hidden": [8]}}
+           "net": {"_target_": "otdata.models.MLP", "in_features": 1, "hidden": [8]}}
     X = torch.randn(5, 12)
     pre = build(cfg, 4, X)
     assert pre.net.in_features == 12

@@ -17,6 +17,7 @@ import importlib
 #: public name -> the module that defines it
 _EXPORTS = {
     "LabeledDataModule": "base",
+    "TensorDataModule": "base",
     "DataFileError": "errors",
     "DataFormatError": "errors",
     "MNISTDataModule": "images",

@@ -4,6 +4,7 @@ tensors `(X, y)`, which is what the optimal-transport code consumes."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 
@@ -150,3 +151,22 @@ class LabeledDataModule(L.LightningDataModule, ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(data_dir={str(self.data_dir)!r}, max_samples={self.max_samples})"
+
+
+class TensorDataModule(LabeledDataModule):
+    """A labeled dataset held in memory: `{"train": (X, y), "test": (X, y)}` plus class names."""
+
+    def __init__(self, name: str, splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+                 class_names: Sequence[str], image_size: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.name = name
+        self._splits = dict(splits)
+        self._names = [str(c) for c in class_names]
+        self.image_size = image_size
+
+    def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._splits[split]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._names)

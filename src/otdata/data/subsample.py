@@ -1,6 +1,10 @@
-"""Seeded, stratified subsampling: keep class proportions when taking `n` of a labeled set."""
+"""Seeded, stratified subsampling and splitting of a labeled set: keep class proportions when taking
+`n` of it (`stratified_indices`, `sample`), deal its rows into disjoint parts (`disjoint_parts`) and
+carve a sub-task out of it (`carve`: some classes, one part, a train/test split)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -33,3 +37,59 @@ def stratified_indices(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
         perm = torch.randperm(len(members), generator=generator)[: int(k)]
         chosen.append(members[perm])
     return torch.sort(torch.cat(chosen)).values
+
+
+def sample(y: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
+    """A stratified, seeded subsample of `n` indices of `y` (all of them when `n` is None)."""
+    return torch.arange(len(y)) if n is None else stratified_indices(y, int(n), seed=seed)
+
+
+def disjoint_parts(y: torch.Tensor, parts: int, seed: int = 0) -> torch.Tensor:
+    """Part index `0..parts-1` of every row: rows are shuffled (seeded) within their class and dealt
+    out in turn, so every part has about the same class proportions and no two parts share a row."""
+    if parts < 1:
+        raise ValueError(f"parts must be >= 1, got {parts}.")
+    generator = torch.Generator().manual_seed(seed)
+    part = torch.empty(len(y), dtype=torch.long)
+    for c in torch.unique(y):
+        members = torch.nonzero(y == c).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        part[members] = torch.arange(len(members)) % parts
+    return part
+
+
+def carve(X: torch.Tensor, y: torch.Tensor, class_names: Sequence[str], *,
+          classes: Sequence[int] | None = None, part: int = 0, parts: int = 1,
+          test_fraction: float = 0.5, seed: int = 0):
+    """A sub-task of one labeled split: part `part` of `parts` disjoint parts of its rows (see
+    `disjoint_parts`), only the rows of `classes` (relabelled `0..k-1` in the given order; None =
+    all), then per class the first `test_fraction` of a seeded shuffle as test, the rest as train.
+
+    Sub-tasks with the same `parts` and `seed` never share a row when they use different parts or
+    disjoint classes. Returns `((X_train, y_train), (X_test, y_test), names)`.
+    """
+    if not 0 <= part < parts:
+        raise ValueError(f"part must be in 0..{parts - 1}, got {part}.")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}.")
+    classes = list(range(len(class_names))) if classes is None else [int(c) for c in classes]
+    unknown = [c for c in classes if not 0 <= c < len(class_names)]
+    if unknown or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct indices of {list(class_names)}, got {classes}.")
+    mine = disjoint_parts(y, parts, seed) == part
+    generator = torch.Generator().manual_seed(seed + 1)
+    train, test = [], []
+    for new, old in enumerate(classes):
+        rows = torch.nonzero(mine & (y == old)).flatten()
+        rows = rows[torch.randperm(len(rows), generator=generator)]
+        n_test = int(round(test_fraction * len(rows)))
+        test.append((rows[:n_test], new))
+        train.append((rows[n_test:], new))
+
+    def gather(chunks):
+        index = torch.cat([rows for rows, _ in chunks])
+        labels = torch.cat([torch.full((len(rows),), new, dtype=torch.long) for rows, new in chunks])
+        order = torch.argsort(index)
+        return X[index[order]], labels[order]
+
+    return gather(train), gather(test), [str(class_names[c]) for c in classes]

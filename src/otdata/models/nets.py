@@ -9,6 +9,7 @@ alike. Inputs may be images `(B, C, S, S)` or flat vectors `(B, C*S*S)` (reshape
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -232,6 +233,35 @@ class SmallResNet(ImageNet):
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.classifier(h)
+
+
+class MLP(nn.Module):
+    """Feature vectors `(B, in_features)` → logits: `[Linear-ReLU-Dropout] × len(hidden)` then a
+    linear head (`classifier`). `hidden=[]` is a linear classifier.
+
+    Records its constructor arguments in `init_args`, so a `Classifier` checkpoint rebuilds it.
+    """
+
+    def __init__(self, in_features: int = 384, num_classes: int = 2,
+                 hidden: Sequence[int] = (256,), dropout: float = 0.1):
+        super().__init__()
+        hidden = [int(h) for h in hidden]
+        self.init_args = {"in_features": int(in_features), "num_classes": int(num_classes),
+                          "hidden": hidden, "dropout": float(dropout)}
+        self.in_features, self.num_classes = int(in_features), int(num_classes)
+        layers: list[nn.Module] = []
+        width = self.in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, self.num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.reshape(len(x), -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
 
 
 NETS = {"cnn": SmallCNN, "lenet": LeNet5, "resnet": SmallResNet}

@@ -1,11 +1,15 @@
 """Building, training and loading classifiers (used by tasks and experiments alike).
 
 `build_classifier` instantiates a Classifier config; `load_or_train_classifier` loads a checkpoint
-when there is one and trains (and saves) one otherwise.
+when there is one and trains (and saves) one otherwise. For transfer learning (`experiment=
+transferability`): `build` sizes a vector network to its inputs, `transfer_weights` starts a
+classifier from pre-trained weights (a new head when the class counts differ), `fit` trains for a
+fixed budget without validation and `accuracy` scores it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Mapping
@@ -17,10 +21,15 @@ import torch
 from otdata.instantiate import safe_instantiate as instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, TensorDataset
 
 from otdata.models.classifier import Classifier
 
 log = logging.getLogger(__name__)
+
+#: Parameter names of the classification head in every otdata network (`net.classifier`).
+HEAD_PREFIX = "net.classifier."
+HEAD_MODES = ("auto", "reset", "keep")
 
 #: The classifier `load_or_train_classifier` builds when given no model config (= conf/model/cnn.yaml).
 DEFAULT_MODEL: dict[str, Any] = {
@@ -125,3 +134,81 @@ def load_or_train_classifier(
     loaded = Classifier.load_from_checkpoint(str(best), map_location=map_location)
     loaded.eval()
     return loaded, best
+
+
+def build(model_cfg: Mapping | DictConfig, num_classes: int, X: torch.Tensor,
+          image_size: int | None = None) -> Classifier:
+    """A fresh classifier for inputs like `X`: `build_classifier` plus `net.in_features` (vector
+    networks) set from `X`."""
+    cfg = OmegaConf.create(config_dict(model_cfg))
+    net = cfg.get("net")
+    if isinstance(net, DictConfig) and "in_features" in net:
+        net.in_features = int(X[0].numel())
+    return build_classifier(cfg, num_classes=num_classes, image_size=image_size)
+
+
+def transfer_weights(pretrained: Classifier, model: Classifier, head: str = "auto") -> list[str]:
+    """Copy every pre-trained parameter/buffer into `model` whose name and shape match.
+
+    `head`: "auto" copies the head too when its shape matches (same class count) and keeps the new,
+    randomly initialised head otherwise; "reset" never copies the head; "keep" insists on copying it
+    (an error when the class counts differ). Returns the names that were *not* copied.
+    """
+    if head not in HEAD_MODES:
+        raise ValueError(f"head must be one of {HEAD_MODES}, got {head!r}.")
+    source, target = pretrained.state_dict(), model.state_dict()
+    copied, skipped = {}, []
+    for name, value in target.items():
+        theirs = source.get(name)
+        is_head = name.startswith(HEAD_PREFIX)
+        if theirs is None or theirs.shape != value.shape or (is_head and head == "reset"):
+            if is_head and head == "keep":
+                raise ValueError(f"head='keep' but {name} has shape {tuple(value.shape)} here and "
+                                 f"{None if theirs is None else tuple(theirs.shape)} pre-trained.")
+            skipped.append(name)
+        else:
+            copied[name] = theirs
+    model.load_state_dict(copied, strict=False)
+    return skipped
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Silence Lightning's per-Trainer info lines (device summary, ...) for many small fits."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def trainer_kwargs(trainer: Mapping | DictConfig | None, root: str | Path, **overrides) -> dict:
+    """Keyword arguments for `lightning.Trainer` from a trainer config, with no logger, no
+    checkpointing, no progress bar and no validation, plus `overrides`."""
+    kwargs = config_dict(trainer)
+    kwargs.pop("_target_", None)
+    kwargs.update(default_root_dir=str(root), logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False, callbacks=[],
+                  limit_val_batches=0, num_sanity_val_steps=0)
+    kwargs.update(overrides)
+    return kwargs
+
+
+def fit(model: Classifier, X: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int,
+        trainer: Mapping | DictConfig | None = None, root: str | Path = ".", seed: int = 0) -> Classifier:
+    """Train `model` on `(X, y)` for exactly `epochs` epochs (shuffled with `seed`; no validation)."""
+    loader = DataLoader(TensorDataset(X, y), batch_size=int(batch_size), shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    with quiet_lightning():
+        L.Trainer(**trainer_kwargs(trainer, root, max_epochs=int(epochs), min_epochs=int(epochs))
+                  ).fit(model, train_dataloaders=loader)
+    return model.eval()
+
+
+def accuracy(model: Classifier, X: torch.Tensor, y: torch.Tensor) -> float:
+    """Test accuracy in percent."""
+    return 100.0 * model.accuracy(X, y)

@@ -27,7 +27,7 @@ reach of any symmetric distance.
 
 Datasets are data configs (`conf/data/<name>.yaml`, loaded like the repurpose task's sources) or
 sub-tasks named in `task.subsets` (some classes / a disjoint part of a data config's split, see
-`otdata.models.transfer.carve`). A dataset whose files are missing is skipped: its pairs get a row
+`otdata.data.subsample.carve`). A dataset whose files are missing is skipped: its pairs get a row
 whose status says so (`task.strict=true` stops instead).
 
 As a sweep: `task.pair_index=range(0,20)` runs one pair per job (e.g. one SLURM array task each),
@@ -47,11 +47,8 @@ import itertools
 import json
 import logging
 import math
-import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 import torch
@@ -59,44 +56,23 @@ from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from otdata import plots
-from otdata.correlation import bootstrap_seeds, correlate, describe, pair_variance, permutation_test
+from otdata.correlation import correlate, describe, pair_variance
 from otdata.data import DataFileError
 from otdata.distance import distance_matrix
 from otdata.models import Classifier
 from otdata.tables import write_table
-from otdata.tasks.common import source_config
 from otdata.models import config_dict, load_or_train_classifier
-from otdata.models.transfer import (TensorDataModule, accuracy, build, carve, fit, quiet_lightning,
-                                    sample, transfer_weights)
+from otdata.data import TensorDataModule
+from otdata.data.subsample import sample
+from otdata.models.training import accuracy, build, fit, quiet_lightning, transfer_weights
+from otdata.tasks.transfer_data import Dataset, Loader
+from otdata.transfer_stats import (OUTCOMES, PAPER_SPEARMAN, STAT_COLUMNS, error_drop, pair_statistics, rounded,
+                                   summarize_pair)
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["pair", "source", "target", "otdd", "scratch_acc", "finetune_acc", "gain", "gain_std",
            "source_acc", "head", "n_pretrain", "n_finetune", "n_test", "seeds", "seconds", "status"]
-#: The OTDD paper's *NIST result, for the record.
-PAPER_SPEARMAN = -0.59
-
-
-@dataclass
-class Dataset:
-    """One dataset of the experiment, in memory: a pool of training items and a test set."""
-
-    name: str
-    X: torch.Tensor           # training pool, flattened (n, d)
-    y: torch.Tensor
-    X_test: torch.Tensor
-    y_test: torch.Tensor
-    class_names: list[str]
-    image_size: int | None = None
-    origin: str = ""          # what it was built from, for the record
-    #: the whole training split (X, y), loaded on demand: what `task.n_pretrain=null` pre-trains on
-    train_split: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-
 def resolve_pairs(task: DictConfig) -> list[tuple[str, str]]:
     """`task.pairs`: "all" (every ordered pair of `task.datasets`) or a list of [source, target]."""
     pairs = task.pairs
@@ -113,66 +89,6 @@ def resolve_pairs(task: DictConfig) -> list[tuple[str, str]]:
             raise ValueError(f"each entry of task.pairs must be [source, target], got {pair!r}.")
         out.append((str(pair[0]), str(pair[1])))
     return out
-
-
-class Loader:
-    """Loads each dataset once per run (data configs by name, sub-tasks from `task.subsets`)."""
-
-    def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
-        self.loaded: dict[str, Dataset | DataFileError] = {}
-        self._bases: dict[tuple[str, str], tuple] = {}
-
-    def __call__(self, name: str) -> Dataset:
-        if name not in self.loaded:
-            try:
-                self.loaded[name] = self._load(name)
-            except DataFileError as error:
-                log.warning("Skipping %s: %s", name, str(error).splitlines()[0])
-                self.loaded[name] = error
-        found = self.loaded[name]
-        if isinstance(found, DataFileError):
-            raise found
-        return found
-
-    def _datamodule(self, name: str):
-        return instantiate(source_config(self.cfg, name).source)
-
-    def _load(self, name: str) -> Dataset:
-        task = self.cfg.task
-        subsets = task.get("subsets") or {}
-        if name in subsets:
-            return self._subset(name, subsets[name])
-        dm = self._datamodule(name)
-        X, y = dm.tensors("train", max_samples=task.n_pool, flatten=True)
-        X_test, y_test = dm.tensors("test", max_samples=task.n_test, flatten=True)
-
-        def train_split():  # read again when asked: the pool alone stays in memory
-            return self._datamodule(name).tensors("train", flatten=True)
-
-        return Dataset(dm.name, X, y, X_test, y_test, list(dm.class_names),
-                       getattr(dm, "image_size", None), origin=f"data={name}", train_split=train_split)
-
-    def _subset(self, name: str, spec: DictConfig) -> Dataset:
-        base, split = str(spec.data), str(spec.get("split", "train"))
-        if (base, split) not in self._bases:
-            dm = self._datamodule(base)
-            X, y = dm.tensors(split, flatten=True)
-            self._bases[(base, split)] = (X, y, list(dm.class_names), getattr(dm, "image_size", None))
-        X, y, names, image_size = self._bases[(base, split)]
-        (X_tr, y_tr), (X_te, y_te), kept = carve(
-            X, y, names, classes=spec.get("classes"), part=int(spec.get("part", 0)),
-            parts=int(spec.get("parts", 1)), test_fraction=float(spec.get("test_fraction", 0.5)),
-            seed=int(spec.get("seed", 0)))
-        whole = (X_tr, y_tr)
-        keep = sample(y_tr, self.cfg.task.n_pool, seed=0)
-        X_tr, y_tr = X_tr[keep], y_tr[keep]
-        keep = sample(y_te, self.cfg.task.n_test, seed=0)
-        X_te, y_te = X_te[keep], y_te[keep]
-        origin = (f"{base} {split} split, classes {kept}, part {spec.get('part', 0)} of "
-                  f"{spec.get('parts', 1)}, {len(y_tr)} train / {len(y_te)} test")
-        return Dataset(name, X_tr, y_tr, X_te, y_te, kept, image_size, origin=origin,
-                       train_split=lambda: whole)
 
 
 def _digest(*parts) -> str:
@@ -360,28 +276,6 @@ class Experiment:
         return row, runs
 
 
-def error_drop(scratch_acc: float, tuned_acc: float) -> float:
-    """Relative drop in test error (%) from scratch to fine-tuned: 100 (e_scratch − e_tuned) / e_scratch."""
-    scratch_err = 100.0 - scratch_acc
-    return 100.0 * (tuned_acc - scratch_acc) / scratch_err if scratch_err > 0 else math.nan
-
-
-def summarize_pair(source: str, target: str, runs: list[dict], meta: dict) -> dict:
-    """One table row: the seed averages (and standard deviations) of a pair's runs, plus `meta`."""
-    def mean(k):
-        return statistics.fmean(r[k] for r in runs)
-
-    def std(k):
-        return statistics.stdev([r[k] for r in runs]) if len(runs) > 1 else 0.0
-
-    return {"pair": f"{source}→{target}", "source": source, "target": target,
-            "scratch_acc": mean("scratch_acc"), "finetune_acc": mean("finetune_acc"),
-            "gain": mean("gain"), "gain_std": std("gain"),
-            "error_drop": mean("error_drop"), "error_drop_std": std("error_drop"),
-            "head": runs[0]["head"], "n_finetune": runs[0]["n_finetune"], "seeds": len(runs),
-            "status": "ok", **meta}
-
-
 def seeds(task: DictConfig) -> list[int]:
     value = task.seeds
     return [int(value)] if isinstance(value, int) else [int(s) for s in value]
@@ -393,118 +287,6 @@ def skipped_row(source: str, target: str, error: Exception) -> dict:
     else:
         reason = f"skipped: {error}"
     return {"pair": f"{source}→{target}", "source": source, "target": target, "status": reason}
-
-
-OUTCOMES = ("gain", "error_drop")
-
-
-def pair_statistics(rows: list[dict], runs: list[dict], distance_keys: list[str]) -> list[dict]:
-    """For every distance column and outcome: correlations, dataset-permutation p-values, bootstrap
-    intervals over seeds and the distance's rank agreement with `otdd` over the unordered pairs."""
-    done = [r for r in rows if r.get("status") == "ok"]
-    pairs = [(r["source"], r["target"]) for r in done]
-    by_seed: dict[int, dict[str, dict]] = {}
-    for run in runs:
-        by_seed.setdefault(run["seed"], {})[run["pair"]] = run
-    complete = [s for s, got in sorted(by_seed.items()) if all(r["pair"] in got for r in done)]
-    # pairs seen in both directions, for the direction-averaged outcome ("both ways")
-    index = {(r["source"], r["target"]): i for i, r in enumerate(done)}
-    both = [(s, t) for s, t in pairs if s < t and (t, s) in index]
-    out = []
-    for key in distance_keys:
-        if not done or any(key not in r for r in done):
-            continue
-        x = [r[key] for r in done]
-        unordered = {frozenset(p): r[key] for p, r in zip(pairs, done)}
-        main = {frozenset(p): r["otdd"] for p, r in zip(pairs, done)}
-        agree = correlate([main[k] for k in unordered], list(unordered.values()))
-        for outcome in OUTCOMES:
-            per_seed = [[by_seed[s][r["pair"]][outcome] for r in done] for s in complete]
-            variants = [(outcome, pairs, x, [r[outcome] for r in done], per_seed, False)]
-            if len(both) >= 3:
-                def fold(values):  # mean of the two directions of each unordered pair
-                    return [(values[index[(s, t)]] + values[index[(t, s)]]) / 2 for s, t in both]
-                variants.append((f"{outcome} (both ways)", both, fold(x), fold([r[outcome] for r in done]),
-                                 [fold(v) for v in per_seed], True))
-
-            def within(values, side):  # minus the mean over the pairs that share this side's dataset
-                means = {d: statistics.fmean(v for v, r in zip(values, done) if r[side] == d)
-                         for d in {r[side] for r in done}}
-                return [v - means[r[side]] for v, r in zip(values, done)]
-            # within target: which source suits this target best; within source: which target this
-            # source serves best (the source's own strength, which no distance sees, taken out)
-            for side in ("target", "source"):
-                variants.append((f"{outcome} (within {side})", pairs, x, within([r[outcome] for r in done], side),
-                                 [within(v, side) for v in per_seed], False))
-            for name, keys, xs, ys, seeds_y, sym in variants:
-                c = correlate(xs, ys)
-                entry = {"distance": key, "outcome": name, **{k: c[k] for k in
-                         ("n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p")}}
-                if c["n"] >= 3 and math.isfinite(c["pearson_r"]):
-                    for method in ("pearson", "spearman"):
-                        for alt, tag in (("two-sided", ""), ("less", "_less")):
-                            test = permutation_test(keys, xs, ys, method=method, alternative=alt, unordered=sym)
-                            entry[f"{method}_perm_p{tag}"] = test["p_value"]
-                        entry["n_permutations"] = test["n_permutations"]
-                    if len(complete) > 1:
-                        ci = bootstrap_seeds(xs, seeds_y)
-                        entry["pearson_ci"], entry["spearman_ci"] = ci["pearson"], ci["spearman"]
-                entry["rank_vs_otdd"] = agree["spearman_rho"]
-                out.append(entry)
-    return out
-
-
-STAT_COLUMNS = ["distance", "outcome", "n", "pearson_r", "pearson_p", "pearson_perm_p", "pearson_ci",
-                "spearman_rho", "spearman_p", "spearman_perm_p", "spearman_perm_p_less", "spearman_ci",
-                "rank_vs_otdd", "seconds_per_pair"]
-
-
-def scatter(rows: list[dict], key: str, outcome: str, ax, title: str) -> None:
-    """Outcome against a distance, one labelled point per pair, error bars = std over seeds."""
-    x = [r[key] for r in rows]
-    y = [r[outcome] for r in rows]
-    ax.errorbar(x, y, yerr=[r.get(f"{outcome}_std", 0.0) for r in rows], fmt="o", ms=4, capsize=2,
-                color="tab:blue", ecolor="0.6")
-    for r in rows:
-        ax.annotate(r["pair"], (r[key], r[outcome]), fontsize=6, xytext=(3, 2), textcoords="offset points")
-    ax.axhline(0, color="0.8", lw=0.8, zorder=0)
-    ax.set_xlabel(key)
-    ax.set_ylabel({"gain": "transfer gain (accuracy points)",
-                   "error_drop": "relative drop in test error (%)"}[outcome])
-    ax.set_title(title, fontsize=8)
-
-
-def figures(rows: list[dict], stats: list[dict], out: Path, outcome: str) -> None:
-    import matplotlib.pyplot as plt
-
-    done = [r for r in rows if r.get("status") == "ok"]
-    if not done:
-        return
-    by_key = {(s["distance"], s["outcome"]): s for s in stats}
-
-    def title(key):
-        s = by_key.get((key, outcome))
-        if s is None:
-            return key
-        text = f"Pearson r = {s['pearson_r']:.2f}, Spearman ρ = {s['spearman_rho']:.2f} (n = {s['n']})"
-        if "spearman_perm_p" in s:
-            text += f"\ndataset-permutation p: Pearson {s['pearson_perm_p']:.3f}, Spearman {s['spearman_perm_p']:.3f}"
-        return text
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    scatter(done, "otdd", outcome, ax, title("otdd"))
-    plots.save_figure(fig, out / "scatter.png")
-    keys = [s["distance"] for s in stats if s["outcome"] == outcome]
-    if len(keys) > 1:
-        cols = min(3, len(keys))
-        fig, axes = plt.subplots((len(keys) + cols - 1) // cols, cols, figsize=(5 * cols, 3.8 * ((len(keys) + cols - 1) // cols)),
-                                 squeeze=False)
-        for ax, key in zip(axes.flat, keys):
-            scatter(done, key, outcome, ax, f"{key}\n{title(key)}")
-        for ax in list(axes.flat)[len(keys):]:
-            ax.axis("off")
-        fig.tight_layout()
-        plots.save_figure(fig, out / "scatter_all.png")
 
 
 def run(cfg: DictConfig) -> dict:
@@ -579,17 +361,6 @@ def columns(distances) -> list[str]:
              "seeds", "seconds", "status"])
 
 
-def rounded(entry: dict) -> dict:
-    """A statistics row for reading: coefficients to 2 decimals, p-values to 2 significant digits."""
-    def fmt(key, value):
-        if isinstance(value, list):
-            return "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
-        if isinstance(value, float) and math.isfinite(value):
-            return f"{value:.2g}" if "_p" in key else f"{value:.2f}"
-        return value
-    return {k: fmt(k, v) for k, v in entry.items()}
-
-
 def finish(out: Path, rows, runs, timings, datasets, settings, seconds, outcome) -> dict:
     """Statistics, tables, figures and the JSON record of a run (or of collected runs)."""
     write_table(rows, out / "transferability", columns(timings or {"otdd": None}))
@@ -604,7 +375,7 @@ def finish(out: Path, rows, runs, timings, datasets, settings, seconds, outcome)
     if main is not None and "spearman_perm_p" in main:
         log.info("dataset-permutation p: Pearson %.3f, Spearman %.3f (%d relabellings)",
                  main["pearson_perm_p"], main["spearman_perm_p"], main["n_permutations"])
-    figures(rows, stats, out, outcome)
+    plots.transfer_figures(rows, stats, out, outcome)
     variance = {o: pair_variance([(r["source"], r["target"]) for r in done], [r[o] for r in done])
                 for o in OUTCOMES} if done else {}
     for o, v in variance.items():
