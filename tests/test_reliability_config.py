@@ -19,6 +19,18 @@ from tests.fixtures import compose_config
     (["task=flow", "task.n_target=1.5e3x"], "task.n_target", "converted to Integer"),
     (["task=flow", "task.resume=maybe"], "task.resume", "not a valid bool"),
     (["task=train", "task.resume=later"], "task.resume", "not a valid bool"),
+    # round two: every task and the distance / flow / paths groups are typed too
+    (["experiment=repurpose", "task.n_flow=abc"], "task.n_flow", "converted to Integer"),
+    (["experiment=repurpose", "task.learned_map.epochs=2.5"], "task.learned_map.epochs",
+     "converted to Integer"),
+    (["experiment=transferability", "task.seeds=[a]"], "task.seeds[0]", "converted to Integer"),
+    (["experiment=transferability", "task.strict=perhaps"], "task.strict", "not a valid bool"),
+    (["task=distance", "distance.epsilon=abc"], "distance.epsilon", "converted to Float"),
+    (["task=distance", "distance.epsilon=true"], "distance.epsilon", "converted to Float"),
+    (["task=distance", "distance=sliced", "distance.n_projections=1e3x"], "distance.n_projections",
+     "converted to Integer"),
+    (["task=flow", "flow.steps=2.5"], "flow.steps", "converted to Integer"),
+    (["task=flow", "flow.progress=loud"], "flow.progress", "not a valid bool"),
 ])
 def test_wrong_type_names_the_key_and_the_type(overrides, key, expected):
     with pytest.raises(ConfigCompositionException) as info:
@@ -48,8 +60,20 @@ def test_runs_started_in_the_same_second_get_their_own_folders():
 
 
 def test_non_numeric_epsilon_names_the_setting():
+    """`distance.epsilon=abc` is refused when the config is composed (typed `distance` schema);
+    an unlisted solver key added with `+` is checked by `SinkhornConfig` when the distance is built."""
     from otdata.instantiate import safe_instantiate
 
-    cfg = compose_config(["task=distance", "distance.epsilon=abc"])
-    with pytest.raises(Exception, match=r"(?s)DatasetDistance.*epsilon.*'abc'"):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["task=distance", "distance.epsilon=abc"])
+    assert "full_key: distance.epsilon" in str(info.value.__cause__)
+    cfg = compose_config(["task=distance", "+distance.tol=abc"])
+    with pytest.raises(Exception, match=r"(?s)DatasetDistance.*tol must be a finite number > 0, got 'abc'"):
         safe_instantiate(cfg.distance)
+
+
+def test_typed_groups_keep_their_yaml_defaults():
+    cfg = compose_config(["task=flow"])
+    assert cfg.distance.epsilon == 0.01 and cfg.distance.p == 2 and cfg.flow.steps == 30
+    assert compose_config(["distance=sliced"]).distance.n_projections == 1000
+    assert compose_config(["experiment=repurpose"]).task.learned_map.channels == [16, 32]

@@ -52,7 +52,7 @@ def test_integral_floats_are_integers_and_the_result_is_unchanged():
 @pytest.mark.parametrize("override,shown", [("+distance.tol=inf", "tol must be a finite number > 0, got inf"),
                                              ("+distance.tol=abc", "tol must be a finite number > 0, got 'abc'"),
                                              ("+distance.max_iter=abc", "max_iter must be an integer >= 1, got 'abc'"),
-                                             ("distance.epsilon=true", "epsilon must be a finite number > 0, got True")])
+                                             ("+distance.acceleration=fast", "acceleration must be one of")])
 def test_command_line_solver_settings_are_refused_naming_the_setting(override, shown, data_root,
                                                                       tmp_path):
     """`otdata task=distance +distance.tol=inf` (was converged=true, 1.4 % off) and string values."""
