@@ -91,9 +91,10 @@ def write_all_images(root: Path) -> Path:
     return root
 
 
-def compose_config(overrides: list[str], output_dir: str | Path | None = None):
+def compose_config(overrides: list[str], output_dir: str | Path | None = None, hydra_config: bool = False):
     """The composed otdata config, as `otdata <overrides>` would see it; `paths.output_dir` stands in
-    for the Hydra run folder (which only exists inside a run)."""
+    for the Hydra run folder (which only exists inside a run). `hydra_config`: with the `hydra` node
+    (launcher, sweeper), as a run sees it. Every test that composes a config calls this one."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
@@ -102,7 +103,7 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+        cfg = compose("config", overrides=overrides, return_hydra_config=hydra_config)
     if output_dir is not None:
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)

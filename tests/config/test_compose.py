@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from otdata.config import CONFIG_DIR
 from otdata.data import TextCSVDataModule
-from tests.fixtures import USER_DATA_OVERRIDES
+from tests.fixtures import USER_DATA_OVERRIDES, compose_config
 
 GROUPS = ["data", "model", "trainer", "logger", "callbacks", "distance", "flow", "task", "debug",
           "experiment"]
@@ -24,13 +22,8 @@ def options(group: str) -> list[str]:
 
 
 def compose_with(overrides: list[str], hydra_cfg: bool = False, output_dir: str = "/tmp/otdata-test"):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
-    if not hydra_cfg:  # ${hydra:...} only resolves inside a run: stand in for it
-        with open_dict(cfg):
-            cfg.paths.output_dir = output_dir
-    return cfg
+    # ${hydra:...} only resolves inside a run: stand in for it unless the hydra node is asked for
+    return compose_config(overrides, None if hydra_cfg else output_dir, hydra_config=hydra_cfg)
 
 
 @pytest.mark.parametrize(

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from otdata.config import CONFIG_DIR
 from otdata.models import Classifier, LeNet5, SmallCNN, SmallResNet
+from tests.fixtures import compose_config
 
 EXPECTED = {"cnn": SmallCNN, "lenet": LeNet5, "resnet": SmallResNet}
-
-
-def compose_config(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
 
 
 def test_every_model_config_is_covered():

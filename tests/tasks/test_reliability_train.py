@@ -7,14 +7,10 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import Callback
-from omegaconf import open_dict
 
 import otdata.tasks.train as train_task
-from otdata.config import CONFIG_DIR
-from tests.fixtures import Payload
+from tests.fixtures import Payload, compose_config
 
 OVERRIDES = ["model.net.channels=[4,8]", "model.net.hidden=16", "trainer.max_epochs=3",
              "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
@@ -25,13 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(data_root, out, *extra):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["task=train", f"paths.data_dir={data_root}", *OVERRIDES,
-                                           *extra])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return cfg
+    return compose_config(["task=train", f"paths.data_dir={data_root}", *OVERRIDES, *extra], out)
 
 
 class Kill(Callback):

@@ -6,10 +6,8 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from otdata.config import CONFIG_DIR
 from otdata.data import MNISTDataModule
@@ -17,6 +15,7 @@ from otdata.models import Classifier
 from otdata.tasks.common import instantiate_callbacks, instantiate_loggers
 from otdata.models import load_or_train_classifier
 from otdata.tasks.train import run
+from tests.fixtures import compose_config
 
 TINY_MODEL = ["model.net.channels=[4,8]", "model.net.hidden=16"]
 FAST_TRAINER = ["trainer.max_epochs=1", "trainer.accelerator=cpu",
@@ -24,12 +23,7 @@ FAST_TRAINER = ["trainer.max_epochs=1", "trainer.accelerator=cpu",
 
 
 def compose_train(overrides: list[str], output_dir) -> OmegaConf:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["task=train", *overrides])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+    return compose_config(["task=train", *overrides], output_dir)
 
 
 def test_task_train_uses_the_mnist_trainer(tmp_path):

@@ -7,17 +7,14 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
-from otdata.config import CONFIG_DIR
 from otdata.models import Classifier
 from otdata.tasks.transferability import resolve_pairs, run
 from otdata.data.subsample import carve, disjoint_parts
 from otdata.models import MLP
 from otdata.models.training import build, transfer_weights
-from tests.fixtures import write_emnist_letters, write_mnist_like, write_usps
+from tests.fixtures import compose_config, write_emnist_letters, write_mnist_like, write_usps
 
 FAST = ["task.num_threads=1", "task.n_pool=100", "task.n_test=40", "task.n_distance=60", "task.n_pretrain=80",
         "task.pretrain_epochs=1", "task.n_finetune=30", "task.finetune_epochs=2",
@@ -25,12 +22,7 @@ FAST = ["task.num_threads=1", "task.n_pool=100", "task.n_test=40", "task.n_dista
 
 
 def compose_experiment(name: str, overrides: list[str], output_dir) -> OmegaConf:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={name}", *overrides])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+    return compose_config([f"experiment={name}", *overrides], output_dir)
 
 
 @pytest.fixture(scope="module")
