@@ -80,6 +80,8 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
     **{(g, o): [("train", [f"{g}={o}", *TINY_MODEL, *FAST_TRAINER, "trainer.accelerator=cpu"], "runs")]
        for g in ("logger", "callbacks", "debug") for o in _options(g)},
     ("task", "distance"): [("distance", [*SMALL], "runs")],
+    ("task", "distance_matrix"): [("distance_matrix", ["task.datasets=[usps,mnist,kmnist]",
+                                                       "task.n=20"], "runs")],
     ("task", "flow"): [("flow", [*SMALL, *FLOW], "runs")],
     ("task", "train"): [("train", [*TINY_MODEL, *FAST_TRAINER, "trainer.accelerator=cpu"], "runs")],
     ("task", "repurpose"): [("repurpose", ["experiment=repurpose"], "via experiment")],
@@ -125,6 +127,8 @@ def _run(task, overrides, roots, out):
 def _headline(task, out) -> float:
     if task == "distance":
         return json.loads((out / "distance.json").read_text())["value"]
+    if task == "distance_matrix":
+        return float((out / "distance_matrix.csv").read_text().splitlines()[1].split(",")[2])
     if task == "flow":
         return float((out / "flow.csv").read_text().splitlines()[1].split(",")[5])
     if task == "train":

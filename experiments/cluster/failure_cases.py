@@ -33,6 +33,8 @@ CASES = [  # (case, overrides, what to do once the job ids are printed)
      f"hydra/launcher=slurm hydra.launcher.check_request=false {TINY}", None),
     ("a request that would pend forever (8 CPUs on a smaller node)",
      f"{CPU} hydra.launcher.cpus_per_task=8 {TINY}", None),
+    ("the same, request check off (pends with reason PartitionConfig)",
+     f"{CPU} hydra.launcher.check_request=false hydra.launcher.cpus_per_task=8 {TINY}", None),
     ("a job that raises", f"{CPU} {TINY} task.split=bogus", None),
     ("a job whose data is missing", f"{CPU} {TINY} data@source=kmnist", None),
     ("a job cancelled with scancel", f"{CPU} {TINY}", "scancel"),
@@ -41,8 +43,10 @@ CASES = [  # (case, overrides, what to do once the job ids are printed)
 IDS = re.compile(r"submitted SLURM job\(s\) ([\d_, ]+);")
 
 
-def message(output: str) -> str:
-    """The lines of the submitter's last word: from the first `otdata:`/error line to the end."""
+def message(output: str, root: Path) -> str:
+    """The lines of the submitter's last word: from the first `otdata:`/error line to the end
+    (the temporary folder shown as `<tmp>`)."""
+    output = output.replace(str(root), "<tmp>")
     lines = [re.sub(r"^\[[^\]]+\]\[[^\]]+\]\s*", "", l) for l in output.strip().splitlines()]
     for i, line in enumerate(lines):
         if line.startswith(("otdata:", "Error", "interrupted", "submitit.core")) or "Traceback" in line:
@@ -92,7 +96,7 @@ def main() -> None:
             seconds, code, output = run(overrides, action, cwd, env)
             shown = overrides.replace(TINY, "<tiny distance>").replace(CPU, "<1-CPU slurm_cpu>")
             clock = f"{seconds:.0f}" + (f" (from the {action})" if action else "")
-            print(f"| {case} | `{shown}` | {clock} | {code} | {message(output)} |", flush=True)
+            print(f"| {case} | `{shown}` | {clock} | {code} | {message(output, root)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -211,3 +211,23 @@ def test_without_the_check_a_request_that_would_pend_forever_is_cancelled_and_re
     [job] = job_ids(out, record_jobs)
     assert re.search(rf"job 0 \(job id {job}\) never_started: it pended with reason PartitionConfig", out)
     assert slurm_state(job).startswith("CANCELLED")
+
+
+def test_a_distance_matrix_runs_one_job_per_missing_pair_and_resumes(tmp_path, data, record_jobs):
+    matrix = ["task=distance_matrix", "task.datasets=[usps,mnist,fashion_mnist]", "task.n=40"]
+    code, out, _ = otdata([*matrix, "task.cache_dir=local", "hydra.run.dir=here"], tmp_path, data)
+    assert code == 0, out[-3000:]
+    submit = [*matrix, "task.cache_dir=shared", "task.submit=true", *CLUSTER]
+    code, out, _ = otdata([*submit, "hydra.run.dir=first"], tmp_path, data)
+    assert code == 0, out[-3000:]
+    assert len(job_ids(out, record_jobs)) == 3 and "0 in the cache" in out
+    assert "matrix: 3 pairs read from the cache, 0 computed here" in out
+    here = (tmp_path / "here" / "distance_matrix.csv").read_text()
+    assert (tmp_path / "first" / "distance_matrix.csv").read_text() == here
+    assert (tmp_path / "first" / "distance_matrix.png").stat().st_size > 0
+
+    sorted((tmp_path / "shared").glob("otdd_*.pt"))[0].unlink()     # a pair that never finished
+    code, out, _ = otdata([*submit, "hydra.run.dir=again"], tmp_path, data)
+    assert code == 0, out[-3000:]
+    assert len(job_ids(out, record_jobs)) == 1 and "2 in the cache" in out
+    assert (tmp_path / "again" / "distance_matrix.csv").read_text() == here

@@ -55,6 +55,25 @@ def _entry_problem(rec: Any) -> str | None:
     return None
 
 
+def _entry_path(cache: Path, digest_i: str, digest_j: str, settings: str) -> Path:
+    """The cache file of one ordered pair under one distance's settings."""
+    key = hashlib.sha256(f"{digest_i}|{digest_j}|{settings}".encode()).hexdigest()[:32]
+    return cache / f"otdd_{key}.pt"
+
+
+def missing_pairs(datasets: Mapping[str, Any], dd: DatasetDistance, cache_dir: str | Path) -> list[tuple[str, str]]:
+    """The unordered pairs `(a, b)` (in the order of `datasets`) whose result is not yet readable
+    in `cache_dir`: what :func:`distance_matrix` would compute (a job per pair on a cluster)."""
+    names = list(datasets)
+    data = {k: as_labeled(datasets[k], name=f"X[{k}]") for k in names}
+    digests = {k: tensor_digest(data[k].X, data[k].y) for k in names}
+    settings = json.dumps(dd.settings(), sort_keys=True, default=str)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    return [(a, b) for a, b in pairs
+            if not ((path := _entry_path(Path(cache_dir), digests[a], digests[b], settings)).exists()
+                    and _read_entry(path) is not None)]
+
+
 @dataclass
 class DistanceMatrix:
     """``values[i, j]`` = ``DistanceResult.value`` between ``names[i]`` and ``names[j]``;
@@ -101,8 +120,8 @@ def distance_matrix(
             if symmetric and j < i:
                 values[i, j], divs[i, j], cached[i][j] = values[j, i], divs[j, i], cached[j][i]
                 continue
-            key = hashlib.sha256(f"{digests[names[i]]}|{digests[names[j]]}|{settings}".encode()).hexdigest()[:32]
-            path = cache / f"otdd_{key}.pt" if cache is not None else None
+            path = (_entry_path(cache, digests[names[i]], digests[names[j]], settings)
+                    if cache is not None else None)
             rec = _read_entry(path) if path is not None and path.exists() else None
             if rec is not None:
                 cached[i][j] = True
