@@ -25,3 +25,68 @@ def test_flow_task_writes_a_loadable_flowed_dataset_and_figures(data_root, tmp_p
                  "history.csv", "history.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert any((tmp_path / "checkpoints").iterdir())
+
+
+def tiny_classifier_checkpoint(path):
+    """A small CNN of 10 classes (one training step on random images): a stand-in for the target's
+    frozen classifier, saved as a Lightning checkpoint."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from otdata.models import Classifier, SmallCNN
+
+    L.seed_everything(0)
+    X, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    model = Classifier(SmallCNN(num_classes=10, channels=(4, 8), hidden=16))
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, DataLoader(TensorDataset(X, y), batch_size=16))
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_flow_task_reports_class_fidelity_and_the_target_classifier(data_root, tmp_path):
+    """flow.md carries the class fidelity and the classifier's accuracy on the particles before and
+    after, computed on the saved particles against their matched classes; fidelity.md and
+    class_mass.png are written."""
+    import csv
+
+    from otdata.models import load_or_train_classifier
+    from otdata.tasks.scoring import mapped
+
+    ckpt = tiny_classifier_checkpoint(tmp_path / "clf.ckpt")
+    out = tmp_path / "run"
+    cfg = compose_config([
+        "task=flow", f"paths.data_dir={data_root}", "data@source=usps", "data@target=mnist",
+        "task.n_source=60", "task.n_target=80", "flow.steps=3", "flow.progress=false",
+        f"task.classifier_ckpt={ckpt}",
+    ], output_dir=out)
+    summary = run(cfg)
+    result = FlowResult.load(out / "flow.pt")
+    fid = result.class_fidelity
+    assert fid.matching == "correspondence" and fid.matched == result.correspondence
+    with open(out / "flow.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["class_fidelity"]) == round(100 * fid.overall, 2)
+    classifier, _ = load_or_train_classifier(None, ckpt)
+    want = mapped(result.y, fid.matched)
+    for column, X in (("classifier_raw", result.X0), ("classifier_flowed", result.X)):
+        expected = 100.0 * float((classifier.predict(X) == want).float().mean())
+        assert abs(float(row[column]) - expected) < 0.01, column
+        assert abs(summary[column] - expected) < 1e-9, column
+    with open(out / "fidelity.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(fid.source_classes)
+    assert (out / "class_mass.png").stat().st_size > 0
+
+
+def test_flow_task_refuses_a_missing_classifier_file(data_root, tmp_path):
+    import pytest
+
+    cfg = compose_config([
+        "task=flow", f"paths.data_dir={data_root}", "task.n_source=40", "task.n_target=40",
+        "flow.steps=1", "flow.progress=false", f"task.classifier_ckpt={tmp_path / 'nope.ckpt'}",
+    ], output_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="classifier_ckpt"):
+        run(cfg)

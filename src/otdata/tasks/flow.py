@@ -200,6 +200,7 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     source, target, (Xs, ys), (Xt, yt) = load_source_target(cfg)
     flow = instantiate(cfg.flow, checkpoint_dir=str(out / "checkpoints"))
+    classifier = target_classifier(cfg)  # before the flow: a wrong classifier_ckpt fails at once
     log.info("Flowing %s (%d) toward %s (%d) for %d steps", source.name, len(ys), target.name,
              len(yt), flow.steps)
     result = flow.run(Xs, ys, target=(Xt, yt), resume=cfg.task.resume)
@@ -207,7 +208,6 @@ def run(cfg: DictConfig) -> dict:
 
     write_table(result.history, out / "history")
     report_fidelity(result, out, source, target)
-    classifier = target_classifier(cfg)
     scores = classifier_scores(result, classifier)
     save_flow_figures(result, Xt, out, image_shape_of(source, Xs.shape[1]),
                       title=f"{source.name} → {target.name}", yt=yt,
