@@ -135,3 +135,36 @@ def test_every_setting_value_gives_an_object_or_a_clear_error(case, value):
         _build(kind, setting, value)
     except (SettingError, ValueError) as error:
         assert setting in str(error) or type(error) is SettingError, str(error)
+
+
+# -- the task schemas: any command-line value composes or is refused naming its key -------------------
+
+def _typed_keys():
+    from otdata.schemas import SCHEMAS
+
+    keys = []
+    for task, schema in SCHEMAS["task"].items():
+        for name, spec in schema.__dataclass_fields__.items():
+            if name != "name" and spec.type in ("int", "float", "bool", "str", "Optional[int]",
+                                                "Optional[str]", "List[str]", "List[int]"):
+                keys.append((task, name))
+    return keys
+
+
+CLI_VALUES = st.sampled_from(["abc", "1.5", "-3", "0", "null", "true", "[1,2]", "[a]", "1e3", "inf",
+                              "''", "{a: 1}"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(_typed_keys()), value=CLI_VALUES)
+def test_every_task_key_composes_or_is_refused_naming_it(key, value):
+    from hydra.errors import ConfigCompositionException
+
+    from tests.fixtures import compose_config
+
+    task, name = key
+    head = [f"experiment={task}"] if task in ("repurpose", "transferability") else [f"task={task}"]
+    try:
+        compose_config([*head, f"task.{name}={value}"])
+    except ConfigCompositionException as error:
+        assert f"task.{name}" in str(error.__cause__ or error) + str(error)
