@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from otdata.data import stratified_indices
+from otdata.data.subsample import carve, disjoint_parts
 
 
 def test_keeps_class_proportions_and_every_class():
@@ -20,3 +22,26 @@ def test_tiny_budget_still_gives_exact_count():
 def test_all_when_budget_exceeds_size():
     y = torch.arange(10) % 2
     assert torch.equal(stratified_indices(y, 50), torch.arange(10))
+
+
+def test_carved_subtasks_share_no_rows():
+    X = torch.arange(400, dtype=torch.float32)[:, None]  # the row index as the feature
+    y = torch.arange(400) % 4
+    names = ["World", "Sports", "Business", "Sci/Tech"]
+    parts = disjoint_parts(y, 4)
+    assert torch.bincount(parts).tolist() == [100] * 4
+    specs = [dict(classes=None, part=0), dict(classes=[0, 1], part=2),
+             dict(classes=[2, 3], part=2), dict(classes=[0, 2], part=3)]
+    seen = []
+    for spec in specs:
+        (Xtr, ytr), (Xte, yte), kept = carve(X, y, names, parts=4, test_fraction=0.5, **spec)
+        rows = set(Xtr.flatten().tolist()) | set(Xte.flatten().tolist())
+        assert not set(Xtr.flatten().tolist()) & set(Xte.flatten().tolist())
+        assert all(not rows & other for other in seen)
+        seen.append(rows)
+        k = len(kept)
+        assert set(ytr.tolist()) == set(range(k)) and abs(len(yte) - len(ytr)) <= k  # half / half
+    (_, ytr), _, kept = carve(X, y, names, classes=[2, 3], parts=4, part=2)
+    assert kept == ["Business", "Sci/Tech"]
+    with pytest.raises(ValueError):
+        carve(X, y, names, classes=[5])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from otdata.models import LeNet5, Normalize, SmallCNN, SmallResNet, net_config
+from otdata.models import MLP, Classifier, LeNet5, Normalize, SmallCNN, SmallResNet, net_config
 
 NETS = [SmallCNN, LeNet5, SmallResNet]
 
@@ -69,3 +69,16 @@ def test_net_config_rebuilds_the_same_network(cls, kwargs):
 def test_lenet_rejects_tiny_images():
     with pytest.raises(ValueError):
         LeNet5(image_size=8)
+
+
+def test_mlp_classifier_checkpoint_round_trip(tmp_path):
+    model = Classifier(net=MLP(in_features=6, num_classes=3, hidden=[4]))
+    import lightning as L
+
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "mlp.ckpt")
+    loaded = Classifier.load_from_checkpoint(tmp_path / "mlp.ckpt")
+    X = torch.randn(7, 6)
+    assert torch.equal(loaded.predict(X), model.predict(X))

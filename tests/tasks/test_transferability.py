@@ -6,14 +6,9 @@ import json
 import math
 
 import pytest
-import torch
 from omegaconf import OmegaConf, open_dict
 
-from otdata.models import Classifier
 from otdata.tasks.transferability import resolve_pairs, run
-from otdata.data.subsample import carve, disjoint_parts
-from otdata.models import MLP
-from otdata.models.training import build, transfer_weights
 from tests.fixtures import compose_config, write_emnist_letters, write_mnist_like, write_usps
 
 FAST = ["task.num_threads=1", "task.n_pool=100", "task.n_test=40", "task.n_distance=60", "task.n_pretrain=80",
@@ -152,57 +147,3 @@ def test_text_config_composes_with_subtasks(tmp_path):
     assert set(cfg.task.compare) == {"exact", "means", "sliced"}
     assert cfg.task.model.net._target_ == "otdata.models.MLP"
     assert {"ag_news_a", "world_sports"} <= set(cfg.task.subsets)
-
-
-def test_carved_subtasks_share_no_rows():
-    X = torch.arange(400, dtype=torch.float32)[:, None]  # the row index as the feature
-    y = torch.arange(400) % 4
-    names = ["World", "Sports", "Business", "Sci/Tech"]
-    parts = disjoint_parts(y, 4)
-    assert torch.bincount(parts).tolist() == [100] * 4
-    specs = [dict(classes=None, part=0), dict(classes=[0, 1], part=2),
-             dict(classes=[2, 3], part=2), dict(classes=[0, 2], part=3)]
-    seen = []
-    for spec in specs:
-        (Xtr, ytr), (Xte, yte), kept = carve(X, y, names, parts=4, test_fraction=0.5, **spec)
-        rows = set(Xtr.flatten().tolist()) | set(Xte.flatten().tolist())
-        assert not set(Xtr.flatten().tolist()) & set(Xte.flatten().tolist())
-        assert all(not rows & other for other in seen)
-        seen.append(rows)
-        k = len(kept)
-        assert set(ytr.tolist()) == set(range(k)) and abs(len(yte) - len(ytr)) <= k  # half / half
-    (_, ytr), _, kept = carve(X, y, names, classes=[2, 3], parts=4, part=2)
-    assert kept == ["Business", "Sci/Tech"]
-    with pytest.raises(ValueError):
-        carve(X, y, names, classes=[5])
-
-
-def test_transfer_weights_replaces_the_head_only_when_needed():
-    cfg = {"_target_": "otdata.models.Classifier",
-           "net": {"_target_": "otdata.models.MLP", "in_features": 1, "hidden": [8]}}
-    X = torch.randn(5, 12)
-    pre = build(cfg, 4, X)
-    assert pre.net.in_features == 12
-    same = build(cfg, 4, X)
-    assert transfer_weights(pre, same) == []
-    assert torch.equal(same.net.classifier.weight, pre.net.classifier.weight)
-    reset = build(cfg, 4, X)
-    assert transfer_weights(pre, reset, head="reset") == ["net.classifier.weight", "net.classifier.bias"]
-    other = build(cfg, 2, X)
-    assert transfer_weights(pre, other) == ["net.classifier.weight", "net.classifier.bias"]
-    assert torch.equal(other.net.body[0].weight, pre.net.body[0].weight)
-    with pytest.raises(ValueError):
-        transfer_weights(pre, build(cfg, 2, X), head="keep")
-
-
-def test_mlp_classifier_checkpoint_round_trip(tmp_path):
-    model = Classifier(net=MLP(in_features=6, num_classes=3, hidden=[4]))
-    import lightning as L
-
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(tmp_path / "mlp.ckpt")
-    loaded = Classifier.load_from_checkpoint(tmp_path / "mlp.ckpt")
-    X = torch.randn(7, 6)
-    assert torch.equal(loaded.predict(X), model.predict(X))
