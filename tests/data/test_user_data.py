@@ -274,3 +274,26 @@ def test_csv_integer_labels_out_of_range(tmp_path):
     path.write_text('"1","a"\n"2","b"\n"3","c"\n')
     with pytest.raises(DataFormatError, match="span 0..2, but the 2 classes"):
         CSVTextDataModule(path, label_base=1, class_names=["x", "y"], test_fraction=0.0).texts("train")
+
+
+def test_channels_one_converts_rgb_with_pillows_luma(tmp_path):
+    from PIL import Image
+
+    root, images, _ = folder(tmp_path, rgb=True)
+    X, _ = ImageFolderDataModule(root, channels=1, test_fraction=0.0).tensors("train")
+    expected = np.asarray(Image.fromarray(images[0].transpose(1, 2, 0)).convert("L"))
+    assert X.shape == (12, 1, 8, 8) and torch.equal(X[0, 0], torch.from_numpy(expected).float() / 255)
+
+
+def test_hf_folder_of_parquet_files_named_by_split(tmp_path):
+    import datasets
+
+    for split, n in (("train", 12), ("test", 6)):
+        labels = balanced_labels(n, 3).astype(np.int64)
+        datasets.Dataset.from_dict({"x": class_images(labels, 4, seed=0).reshape(n, -1).tolist(),
+                                    "label": [NAMES[c] for c in labels]}
+                                   ).to_parquet(str(tmp_path / "data" / f"{split}-00000.parquet"))
+    dm = HFImageDataModule(tmp_path / "data", image_column="x")
+    assert dm.class_names == NAMES   # string labels: the sorted names
+    assert len(dm.tensors("train")[1]) == 12 and len(dm.tensors("test")[1]) == 6
+    assert dm.tensors("train")[0].shape == (12, 16)   # integer feature vectors stay vectors
