@@ -1,11 +1,9 @@
 """Exponentials of log-domain scores, most of which underflow, at full vector speed.
 
 On CPU, torch's vectorised ``exp`` leaves its fast path for inputs below the logarithm of the
-smallest normal number (float32: about -87.3). On 4M float32 scores in [-1000, 0] it took 55 ms,
-against 5 ms for scores in [-80, 0] (one thread, AVX-512). At a small epsilon most kernel entries
-are such scores: 96 % of them in the MNIST 2,000 vs USPS 2,000 cross term at the reference code's
-epsilon, where a kernel build took 50 ms instead of 10. Clamping the scores at that logarithm
-first keeps every input on the fast path. An entry that would have underflowed to zero, or to a
+smallest normal number (float32: about -87.3), several times slower; at a small epsilon most
+kernel entries are such scores (timings in ``benchmarks/RESULTS.md`` ("Measurements behind the code's choices")). Clamping the
+scores at that logarithm first keeps every input on the fast path. An entry that would have underflowed to zero, or to a
 denormal, becomes ``exp(floor)``, about 1.4 times the smallest normal number: relative to its row's
 largest entry (1 after the usual shift) it carries no mass that a marginal or a cost can register.
 Other devices compute ``exp`` as is.

@@ -2,9 +2,8 @@
 
 Small tensor ops (vectors of a few thousand entries, ``eigh`` of a few hundred rows) pay an
 OpenMP/LAPACK synchronisation cost per call that dominates their work, and on a busy machine
-(more runnable threads than cores) each barrier can cost milliseconds: a 2,000-entry ``log``
-measured 6.5 ms with 2 threads vs 0.05 ms with 1. Solvers wrap such phases in
-:func:`single_thread`.
+(more runnable threads than cores) each barrier can cost milliseconds (a timing is in
+``benchmarks/RESULTS.md`` ("Measurements behind the code's choices")). Solvers wrap such phases in :func:`single_thread`.
 """
 
 from __future__ import annotations

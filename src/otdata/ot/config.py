@@ -41,17 +41,17 @@ class SinkhornConfig:
         tol: stopping tolerance on the L1 marginal violation ``sum_j |(pi^T 1)_j - b_j|``.
         warm_tol: the same tolerance for warm-started repeated solves (a flow's steps): each step
             starts from the previous potentials, so a residual is carried forward and corrected, not
-            accumulated; at 1e-3 a 2k-particle MNIST step needs ~80 iterations instead of ~200.
+            accumulated, so a looser tolerance takes far fewer iterations per step.
         scaling: epsilon-scaling factor per level (anneal from ``max C`` down to epsilon).
         acceleration: of the dense iterations at the target epsilon: ``"anderson"`` (Anderson
             acceleration of the plain Sinkhorn map, depth 5, restarted when the error grows),
             ``"overrelax"`` (over-relaxation by ``overrelax``) or ``"none"`` (plain Sinkhorn).
-            Anderson needed the fewest iterations at every epsilon measured (MNIST 2,000 vs USPS
-            2,000: 167 vs 813 over-relaxed at relative epsilon 1e-3, 29 vs 49 at 1e-2).
+            Anderson needed the fewest iterations at every epsilon measured (counts in
+            ``benchmarks/RESULTS.md``).
         overrelax: over-relaxation ``omega`` (1 = plain Sinkhorn; it falls back to 1 by itself when
             the marginal error grows) of the dense iterations with ``acceleration="overrelax"``,
             of the batched and of the sparse backend's iterations. 1.8 needed the fewest
-            iterations at relative epsilon <= 0.03 (USPS/MNIST: 977 vs 1514 at 1.5 for 1e-3).
+            iterations at relative epsilon <= 0.03 (counts in ``benchmarks/RESULTS.md``).
         backend: ``"auto"`` | ``"dense"`` (stored kernel, mat-vecs) | ``"online"`` (log domain,
             cost blocks recomputed: memory O(n + m)) | ``"sparse"`` (truncated kernel certified on
             the full cost, :mod:`otdata.ot.sparse`; what ``"auto"`` picks for point clouds too big

@@ -190,8 +190,8 @@ def _cross_from_gram(K: Tensor, l1: Tensor, C1: int, l2: Tensor, C2: int, symmet
     pi, pj = _sort_by_size(pi, pj, n1, n2)
     vals = []
     # the Gram route gathers and double-centres every chunk (three extra passes), so it takes fewer,
-    # larger chunks: on MNIST 2k (classes of 180-230) slack 1.5 is 1.6-2.8x faster there than 1.1,
-    # while the factor route (no centring) is 12 % faster at 1.1 on MNIST/USPS 2k
+    # larger chunks; the factor route (no centring) is faster with tighter ones (timings in
+    # benchmarks/RESULTS.md)
     chunks = _size_chunks(n1[pi].tolist(), n2[pj].tolist(), slack=1.5 if centre else 1.1)
     with single_thread():  # small gathers and eigen-problems: one thread
         for k0, k1, R, S in chunks:

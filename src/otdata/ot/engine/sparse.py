@@ -89,8 +89,8 @@ def _symmetric_extension(g: Tensor, own: Tensor, ri: Tensor, a: Tensor, eps: flo
     0``) and the others, ``A_j = sum_{i != j} a_i exp((f_i - C_ij) / eps)``, estimated on the
     subsample (``-eps log A_j`` is its c-transform ``g``, less the point's own term for subsample
     points). The plain c-transform leaves out the own term, which dominates at a small epsilon:
-    points far from the subsample got potentials 10-35 epsilons too large (MNIST 10k self term,
-    3,000 subsample), and a support selected with them missed the mass."""
+    points far from the subsample get potentials many epsilons too large, and a support selected
+    with them misses the mass."""
     logA = (-g / eps).double()
     la = logA[ri]  # own: log of the subsample point's own term in that sum, f_i / eps + log a_i
     logA[ri] = la + torch.log1p(-torch.exp(own.double() - la).clamp(max=1.0 - 1e-12))

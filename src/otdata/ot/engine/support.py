@@ -36,8 +36,8 @@ class _Entries:
     """Kept entries ``(row, col, cost)`` written into buffers allocated once (int32, int32, the
     cost's dtype): appending the pieces of every tile to Python lists and concatenating them at
     the end interleaves thousands of long-lived pieces with the tiles' temporaries, and the
-    allocator could not return the holes (the MNIST 60k self term held 5.4 GB for a 0.5 GB
-    support). ``capacity`` is a bound the caller guarantees; untouched pages cost no memory."""
+    allocator cannot return the holes (the peak grows to many times the support's size).
+    ``capacity`` is a bound the caller guarantees; untouched pages cost no memory."""
 
     def __init__(self, capacity: int, dtype: torch.dtype, device):
         self.rows = torch.empty(capacity, dtype=torch.int32, device=device)
