@@ -54,7 +54,7 @@ class SinkhornConfig:
             iterations at relative epsilon <= 0.03 (counts in ``benchmarks/RESULTS.md``).
         backend: ``"auto"`` | ``"dense"`` (stored kernel, mat-vecs) | ``"online"`` (log domain,
             cost blocks recomputed: memory O(n + m)) | ``"sparse"`` (truncated kernel certified on
-            the full cost, :mod:`otdata.ot.sparse`; what ``"auto"`` picks for point clouds too big
+            the full cost, :mod:`otdata.ot.engine.sparse`; what ``"auto"`` picks for point clouds too big
             to store when no gradient is needed).
         max_dense_bytes: ``"auto"`` stores the cost up to this size.
         strict: raise :class:`~otdata.ot.ConvergenceError` instead of warning when a solve does
@@ -112,13 +112,6 @@ class SinkhornConfig:
             raise ValueError(f"cannot scale epsilon by the cost scale {scale}: the ground cost is "
                              "zero or not finite; pass an absolute epsilon (relative=False)")
         return float(self.epsilon) * float(scale)
-
-    def solve_kwargs(self) -> dict:
-        """Keyword arguments of :func:`otdata.ot.sinkhorn` (everything but epsilon)."""
-        d = asdict(self)
-        for k in ("epsilon", "relative", "warm_tol"):
-            d.pop(k)
-        return d
 
     def with_(self, **changes) -> "SinkhornConfig":
         return replace(self, **changes)
