@@ -55,9 +55,9 @@ def target_classifier(cfg: DictConfig):
         if given:
             raise FileNotFoundError(f"task.classifier_ckpt={given} does not exist; give a checkpoint "
                                     "of a classifier of the target, or null")
-        log.info("No frozen classifier of the target in the cache: the flowed particles are not "
+        log.info("No frozen classifier of the target in the cache%s: the flowed particles are not "
                  "scored. `otdata experiment=repurpose` trains and caches one; "
-                 "task.classifier_ckpt=<file> uses another.")
+                 "task.classifier_ckpt=<file> uses another.", f" ({path})" if path else "")
         return None
     classifier, _ = load_or_train_classifier(None, path)
     return classifier
