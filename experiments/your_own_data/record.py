@@ -30,6 +30,11 @@ sys.path.insert(0, str(ROOT))   # the writers of tests/fixtures.py (real formats
 NAMES = [str(d) for d in range(10)]
 
 
+def as_uint8(X: torch.Tensor) -> np.ndarray:
+    """Gray float pixels `(n, 1, H, W)` read from uint8 back to uint8 (exact: they were k / 255)."""
+    return (X[:, 0] * 255).round().byte().numpy()
+
+
 def write_formats(images: np.ndarray, labels: np.ndarray, work: Path) -> dict[str, Path]:
     from tests.fixtures import write_hf_images, write_image_folder
 
@@ -71,19 +76,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()
     from otdata.data import (ArraysDataModule, HFImageDataModule, ImageFolderDataModule,
-                             MNISTDataModule, USPSDataModule, stratified_indices)
+                             MNISTDataModule, USPSDataModule)
     from otdata.distance import DatasetDistance
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     usps = USPSDataModule(args.data_dir, max_test_samples=args.n)
-    images, labels = usps._read(False, usps.expected_files(False))
-    keep = stratified_indices(labels, args.n, seed=0)
-    paths = write_formats(images[keep].numpy(), labels[keep].numpy(), work)
-    train_images, train_labels = usps._read(True, usps.expected_files(True))
-    keep_train = stratified_indices(train_labels, args.n, seed=0)
-    write_cifar_format(train_images[keep_train].numpy(), train_labels[keep_train].numpy(),
-                       work / "cifar_format")
+    stored = USPSDataModule(args.data_dir, image_size=None, max_samples=args.n, max_test_samples=args.n)
+    X, labels = stored.tensors("test")   # the same seeded stratified subsample, 16×16 as stored
+    paths = write_formats(as_uint8(X), labels.numpy(), work)
+    X, labels = stored.tensors("train")
+    write_cifar_format(as_uint8(X), labels.numpy(), work / "cifar_format")
 
     Xm, ym = MNISTDataModule(args.data_dir, max_samples=args.n).tensors("train", flatten=True)
     X_ref, y_ref = usps.tensors("test", flatten=True)
