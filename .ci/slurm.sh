@@ -77,6 +77,7 @@ start() {
       return 1
     fi
   done
+  local started=$SECONDS
   install
   write_config
   : >"$dir/started.pids"
@@ -102,7 +103,7 @@ start() {
     stop
     return 1
   fi
-  log "node idle: $(sinfo -h -o '%P %D nodes, %c CPUs, %m MB')"
+  log "node idle after $((SECONDS - started))s: $(sinfo -h -o '%P %D nodes, %c CPUs, %m MB')"
   echo "export SLURM_CONF=$SLURM_CONF"
 }
 
