@@ -198,3 +198,21 @@ def test_unknown_acceleration_is_refused_with_the_choices():
         sinkhorn(None, None, torch.rand(3, 3), 0.1, acceleration="nesterov")
     with pytest.raises(ValueError, match="anderson"):
         SinkhornConfig(acceleration="nesterov")
+
+
+def test_front_door_takes_a_config():
+    x, y = _clouds(60, 50, 3)
+    C = sqeuclidean(x, y)
+    cfg = SinkhornConfig(epsilon=0.05, tol=1e-6, max_iter=3000)
+    # epsilon=None: the config's relative epsilon, resolved on this cost's scale
+    r = sinkhorn(None, None, C, config=cfg)
+    assert r.epsilon == pytest.approx(0.05 * float(C.mean()), rel=1e-6)
+    same = sinkhorn(None, None, C, r.epsilon, tol=1e-6, max_iter=3000)
+    assert float(r.transport_cost) == float(same.transport_cost) and r.n_iter == same.n_iter
+    # a keyword overrides the config's setting of the same name
+    loose = sinkhorn(None, None, C, r.epsilon, cfg, tol=1e-2)
+    assert loose.n_iter < r.n_iter and loose.marginal_error < 1e-2
+    with pytest.raises(TypeError, match="unknown setting"):
+        sinkhorn(None, None, C, r.epsilon, cfg, tolerance=1e-3)
+    with pytest.raises(TypeError, match="SinkhornConfig"):
+        sinkhorn(None, None, C, r.epsilon, {"tol": 1e-3})
