@@ -1,8 +1,9 @@
 """Any labeled CSV of texts, as a LabeledDataModule (texts embedded with a sentence encoder).
 
 One label column and one or more text columns (joined with a space), with or without a header
-row. Columns are named by header name or by 0-based position. Labels are integers (`label_base`
-is the first class's number: 1 for the Zhang et al. releases) or class names. Text fields are
+row. Columns are named by header name or by 0-based position. Labels are class names, or
+integers: the distinct values found become the classes, or, with `class_names`, `value -
+label_base` indexes them (`label_base=1` for the Zhang et al. releases' labels 1..C). Text fields are
 cleaned as the Zhang releases need (`escapes="standard"`: the two characters backslash + `n` become
 a space, runs of spaces collapse), or only stripped (`escapes=null`).
 

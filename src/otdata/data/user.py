@@ -177,18 +177,23 @@ def encode_labels(name: str, columns: dict[str, list], class_names: list[str] | 
                   label_base: int = 0, files=()) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Raw label values per split (integers, integer strings or class names) → class indices.
 
-    Integers become `value - label_base`; names become their position in `class_names`, or, without
-    it, in the sorted names of every split together. Returns `(labels per split, class names)`.
+    With `class_names`, an integer label is `value - label_base` (checked against the names) and a
+    name is its position in them. Without, the classes are the distinct values of every split
+    together, sorted (numerically for integers), named as written. Returns `(labels per split,
+    class names)`.
     """
     values = [v for column in columns.values() for v in column]
     as_int = _as_integers(values)
-    if as_int is not None:
+    if as_int is not None and class_names:
         shifted = {s: torch.tensor(_as_integers(c) or [], dtype=torch.int64) - label_base
                    for s, c in columns.items()}
-        highest = max((int(t.max()) for t in shifted.values() if len(t)), default=0)
-        names = list(class_names) if class_names else [str(i + label_base) for i in range(highest + 1)]
-        return {s: check_labels(name, t, len(names), files, f"{s} labels (minus label_base="
-                                f"{label_base})") for s, t in shifted.items()}, names
+        return {s: check_labels(name, t, len(class_names), files, f"{s} labels (minus label_base="
+                                f"{label_base})") for s, t in shifted.items()}, list(class_names)
+    if as_int is not None:
+        found = sorted(set(as_int))
+        index = {v: i for i, v in enumerate(found)}
+        return {s: torch.tensor([index[v] for v in _as_integers(c) or []], dtype=torch.int64)
+                for s, c in columns.items()}, [str(v) for v in found]
     names = list(class_names) if class_names else sorted({str(v) for v in values})
     index = {n: i for i, n in enumerate(names)}
     unknown = sorted({str(v) for v in values} - set(index))

@@ -26,9 +26,9 @@ class UserTextDataModule(TextCSVDataModule):
 
     Args (beyond TextCSVDataModule's):
         name: the name shown in tables and in the embedding cache's file names.
-        class_names: the classes in index order (labels that are names are looked up in it); None
-            takes the names found (sorted), or "0", "1", ... for integer labels.
-        label_base: the first class's number when labels are integers (1 for labels 1..C).
+        class_names: the classes in index order (labels that are names are looked up in it; an
+            integer label is `value - label_base`); None takes the distinct labels found, sorted.
+        label_base: the first class's number when integer labels index `class_names` (1 for 1..C).
         test_fraction: share held out for testing when the files hold one set.
     """
 
