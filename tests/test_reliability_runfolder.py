@@ -7,6 +7,7 @@ use is refused at once, naming the process that holds it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -21,6 +22,22 @@ BASE = ["task=distance", "data@source=usps", "data@target=mnist", "task.n_source
         "task.n_target=20", "distance=means"]
 RESULTS = {"distance.json", "distance.csv", "distance.md", "label_distances.png",
            "correspondences.png"}
+
+
+@contextlib.contextmanager
+def _held_elsewhere(out):
+    """Another process holding the lock of run folder `out` for the duration of the block."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from otdata.tasks.rundir import lock_run_folder\n"
+                               f"with lock_run_folder({str(out)!r}):\n"
+                               "    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
 
 
 def _visible(folder):
@@ -68,20 +85,11 @@ def test_a_failed_run_keeps_its_mark_with_the_error(tmp_path):
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from otdata.tasks.rundir import lock_run_folder\n"
-                               f"with lock_run_folder({str(out)!r}):\n"
-                               "    print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _held_elsewhere(out) as holder:
         with pytest.raises(RunFolderBusyError, match=rf"being written by another otdata run "
                                                      rf"\(pid {holder.pid}, started"):
             with lock_run_folder(out):
                 pass
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
     with lock_run_folder(out):  # released when its holder ended
         pass
     assert _visible(out) == set()
@@ -94,16 +102,22 @@ def test_the_command_refuses_a_second_flow_in_a_busy_folder(data_root, tmp_path)
     out = tmp_path / "run"
     cfg = compose_config(["task=flow", f"paths.data_dir={data_root}", "task.n_source=20",
                           "task.n_target=20", "flow.steps=1"], output_dir=out)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from otdata.tasks.rundir import lock_run_folder\n"
-                               f"with lock_run_folder({str(out)!r}):\n"
-                               "    print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _held_elsewhere(out):
         with pytest.raises(SystemExit, match="otdata: the run folder .* is being written by another"):
             run_task(cfg)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
     assert not (out / "checkpoints").exists()  # the second run wrote nothing
+
+
+def test_task_flow_called_from_python_holds_the_lock_too(data_root, tmp_path, monkeypatch):
+    """`otdata.tasks.flow.run(cfg)` (not only the command) refuses a folder in use."""
+    from otdata.tasks import flow
+
+    out = tmp_path / "run"
+    cfg = compose_config(["task=flow", f"paths.data_dir={data_root}", "task.n_source=20",
+                          "task.n_target=20", "flow.steps=1", "flow.progress=false"], output_dir=out)
+    with _held_elsewhere(out):
+        with pytest.raises(RunFolderBusyError):
+            flow.run(cfg)
+    monkeypatch.setattr("otdata.tasks.flow.save_flow_figures", lambda *a, **k: None)
+    flow.run(cfg)  # free again: runs, and leaves no mark
+    assert (out / "flow.csv").is_file() and not (out / MARKER).exists()

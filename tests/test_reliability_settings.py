@@ -155,7 +155,7 @@ CLI_VALUES = st.sampled_from(["abc", "1.5", "-3", "0", "null", "true", "[1,2]", 
                               "''", "{a: 1}"])
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(_typed_keys()), value=CLI_VALUES)
 def test_every_task_key_composes_or_is_refused_naming_it(key, value):
     from hydra.errors import ConfigCompositionException

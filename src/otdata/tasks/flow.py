@@ -29,6 +29,7 @@ from otdata import plots
 from otdata.flows import figures
 from otdata.flows.fidelity import ClassFidelity
 from otdata.tables import write_table
+from otdata.tasks.rundir import lock_run_folder
 from otdata.tasks.scoring import accuracy, mapped, predictions, target_classifier
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,13 @@ def image_shape_of(datamodule, d: int):
 
 
 def run(cfg: DictConfig) -> dict:
+    """Flow, then write the results; the run folder is locked against a second writer and marked
+    `UNFINISHED` until the run returns (:func:`otdata.tasks.rundir.lock_run_folder`)."""
+    with lock_run_folder(cfg.paths.output_dir):
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     source, target, (Xs, ys), (Xt, yt) = load_source_target(cfg)
