@@ -30,7 +30,7 @@ from tests.fixtures import USER_DATA_OVERRIDES, compose_config, write_all_images
     write_zhang_csv
 
 GROUPS = ["data", "distance", "flow", "model", "trainer", "logger", "callbacks", "debug", "task",
-          "experiment"]
+          "experiment", "features"]
 SMALL = ["task.n_source=20", "task.n_target=20"]
 TINY_MODEL = ["model.net.channels=[4,8]", "model.net.hidden=16"]
 FAST_TRAINER = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false",
@@ -71,6 +71,11 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
                          ("flow", [f"distance={o}", *SMALL, *FLOW],
                           FLOW_REFUSALS.get(o, "runs"))] for o in _options("distance")},
     ("flow", "default"): [("flow", ["flow=default", *SMALL, *FLOW], "runs")],
+    **{("features", o): [(task, [f"{side}.features={o}" for side in ("source", "target")] + SMALL + extra,
+                          "runs") for task, extra in (("distance", ["distance=means"]), ("flow", FLOW))]
+       for o in ("none", "resize28_gray", "resize32_rgb")},
+    ("features", "encoder"): [("distance", ["features@source.features=encoder", *SMALL],
+                               "refused: needs its weights: set `source.features.model=/path`")],
     **{("model", o): [("train", [f"model={o}", *FAST_TRAINER, "trainer.accelerator=cpu",
                                  ] + (TINY_MODEL if o == "cnn" else []), "runs")]
        for o in _options("model")},

@@ -79,7 +79,7 @@ def test_datamodule_applies_its_step_after_subsampling():
 def test_named_steps_say_what_is_wrong():
     with pytest.raises(ValueError, match=r"not a feature step; use one of \[.*'resize28_gray'"):
         feature_step("resize_27")
-    with pytest.raises(ValueError, match=r"needs settings \['model'\].*features@source.features=encoder"):
+    with pytest.raises(ValueError, match=r"refers to other settings.*features@source.features=encoder"):
         feature_step("encoder")
 
 
@@ -158,6 +158,8 @@ def test_encoder_cache_hit_reads_without_loading_the_model(mobilenet, tmp_path, 
 
 
 def test_encoder_refuses_missing_or_unnamed_weights(tmp_path, mobilenet):
+    with pytest.raises(ValueError, match=r"needs its weights: set `source.features.model=/path`"):
+        ImageEncoder(None)
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         ImageEncoder(tmp_path / "nope.pt", arch="resnet18")
     with pytest.raises(ValueError, match="needs arch="):

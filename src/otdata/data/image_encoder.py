@@ -62,9 +62,13 @@ class ImageEncoder(FeatureStep):
         cache_dir: folder for cached vectors (None: no cache).
     """
 
-    def __init__(self, model: str | os.PathLike, arch: str | None = None, image_size: int | None = None,
+    def __init__(self, model: str | os.PathLike | None, arch: str | None = None, image_size: int | None = None,
                  channels: int = 3, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  batch_size: int = 64, device: str = "cpu", cache_dir: str | os.PathLike | None = None):
+        if model is None:
+            raise ValueError("the image encoder needs its weights: set `source.features.model=/path` (and "
+                             "`target.features.model`) to a torchvision weights file (with `.arch=resnet18` or the "
+                             "architecture it holds) or a Hugging Face model folder; nothing is downloaded")
         self.model = Path(model).expanduser()
         if not self.model.exists():
             raise FileNotFoundError(
