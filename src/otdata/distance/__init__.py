@@ -4,7 +4,8 @@ Quick use::
 
     from otdata.distance import DatasetDistance
     dd = DatasetDistance(label_distance="gaussian", p=2, debiased=True)   # epsilon=0.01 (relative)
-    res = dd(X1, y1, X2, y2)         # X: (n, d) float, y: (n,) integer labels (any values)
+    res = dd(X1, y1, X2, y2)         # X: (n, ...) features, y: (n,) integer labels (any values)
+    res = dd(loader1, loader2)       # or each dataset as one object: see otdata.data.as_labeled
     res.value                        # transport cost sum(pi * c) of the entropic coupling
     res.divergence                   # debiased Sinkhorn divergence (debiased=True)
     res.loss.backward()              # differentiable w.r.t. X1 / X2 when they require grad
