@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
 from otdata import checks
+from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
 from otdata.ot.config import SinkhornConfig
 from otdata.ot.costs import PointCloudCost
 from otdata.ot.divergence import debias

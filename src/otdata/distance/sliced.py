@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
 from otdata import checks
+from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
 from otdata.ot.sliced import w_pp_sorted
 
 from .otdd import _PRECISIONS
