@@ -90,3 +90,35 @@ def test_flow_task_refuses_a_missing_classifier_file(data_root, tmp_path):
     ], output_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="classifier_ckpt"):
         run(cfg)
+
+
+def test_a_free_flow_that_scrambles_warns_once_with_class_names(data_root, tmp_path, monkeypatch):
+    """The task reports a leaking flow once, naming classes by their names (the flow's own,
+    unnamed warning is replaced)."""
+    import warnings
+
+    import torch
+
+    from otdata.flows.fidelity import ClassFidelityWarning
+    from otdata.tasks import flow as flow_task
+
+    real = flow_task.load_source_target
+
+    def skewed(cfg):  # every second particle of class 0 becomes a 1: class 1 is over-represented
+        source, target, (Xs, ys), rest = real(cfg)
+        ys = ys.clone()
+        ys[torch.nonzero(ys == 0).flatten()[::2]] = 1
+        return source, target, (Xs, ys), rest
+
+    monkeypatch.setattr(flow_task, "load_source_target", skewed)
+    cfg = compose_config([
+        "task=flow", f"paths.data_dir={data_root}", "data@source=mnist", "data@target=mnist",
+        "task.n_source=60", "task.n_target=60", "flow.steps=2", "flow.progress=false",
+        "flow.correspondence=null",
+    ], output_dir=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(cfg)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ClassFidelityWarning)]
+    assert len(messages) == 1
+    assert "flow.correspondence=auto" in messages[0]

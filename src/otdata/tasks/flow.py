@@ -19,6 +19,7 @@ Writes into the run folder:
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from omegaconf import DictConfig
 
 from otdata import plots
 from otdata.flows import figures
-from otdata.flows.fidelity import ClassFidelity
+from otdata.flows.fidelity import ClassFidelity, ClassFidelityWarning, warn_if_scrambled
 from otdata.tables import write_table
 from otdata.tasks.rundir import lock_run_folder
 from otdata.tasks.scoring import accuracy, mapped, predictions, target_classifier
@@ -162,7 +163,10 @@ def report_fidelity(result, out: Path, source, target) -> None:
               f"(% of each source class's mass; class fidelity {100 * fid.overall:.2f} %)",
         row_label=f"{source.name} class", col_label=f"{target.name} class",
         colorbar_label="% of the source class")
-    (log.info if fid.keeps_classes else log.warning)("%s", fid.message(sn, tn))
+    if fid.keeps_classes:
+        log.info("%s", fid.message(sn, tn))
+    else:
+        warn_if_scrambled(fid, sn, tn)
 
 
 def flow_setting(config: dict, key: str):
@@ -211,7 +215,9 @@ def _run(cfg: DictConfig) -> dict:
     classifier = target_classifier(cfg)  # before the flow: a wrong classifier_ckpt fails at once
     log.info("Flowing %s (%d) toward %s (%d) for %d steps", source.name, len(ys), target.name,
              len(yt), flow.steps)
-    result = flow.run(Xs, ys, target=(Xt, yt), resume=cfg.task.resume)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClassFidelityWarning)  # reported below, with class names
+        result = flow.run(Xs, ys, target=(Xt, yt), resume=cfg.task.resume)
     result.save(out / "flow.pt")
 
     write_table(result.history, out / "history")
