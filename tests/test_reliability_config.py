@@ -31,6 +31,9 @@ from tests.fixtures import compose_config
      "converted to Integer"),
     (["task=flow", "flow.steps=2.5"], "flow.steps", "converted to Integer"),
     (["task=flow", "flow.progress=loud"], "flow.progress", "not a valid bool"),
+    (["task=train", "model.lr=fast"], "model.lr", "converted to Float"),
+    (["task=train", "model=resnet", "model.augment_shift=1.5"], "model.augment_shift",
+     "converted to Integer"),
 ])
 def test_wrong_type_names_the_key_and_the_type(overrides, key, expected):
     with pytest.raises(ConfigCompositionException) as info:
@@ -77,3 +80,4 @@ def test_typed_groups_keep_their_yaml_defaults():
     assert cfg.distance.epsilon == 0.01 and cfg.distance.p == 2 and cfg.flow.steps == 30
     assert compose_config(["distance=sliced"]).distance.n_projections == 1000
     assert compose_config(["experiment=repurpose"]).task.learned_map.channels == [16, 32]
+    assert compose_config(["task=train", "model=resnet"]).model.lr == 0.1

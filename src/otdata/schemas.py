@@ -1,7 +1,7 @@
 """Typed schemas (Hydra structured configs) of the task configs and of the config groups.
 
 Each `conf/task/<name>.yaml` starts from its schema here (`defaults: [/schema/task/<name>@task]`),
-and so do the `distance`, `flow` and `paths` options (`/schema/<group>/<name>@_here_`), so a wrong
+and so do the `distance`, `flow`, `model` and `paths` options (`/schema/<group>/<name>@_here_`), so a wrong
 value is refused when the config is composed, with the key and the expected type:
 `task.n_source=abc` gives "Value 'abc' of type 'str' could not be converted to Integer ...
 full_key: task.n_source" instead of a trace from deep inside a run. The YAML files keep the default
@@ -9,9 +9,9 @@ values (`MISSING` here): a value is declared in one place only. A schema lists t
 file sets; a constructor argument the file does not list is added with `+` (`+distance.tol=1e-6`)
 and checked by the constructor (:mod:`otdata.checks`).
 
-The groups whose options build third-party or per-format objects (`data`: 21 formats, `model`,
-`trainer`, `logger`, `callbacks`) are checked when built: by the datamodules' and models' own
-argument checks, and Lightning's.
+The groups whose options build third-party or per-format objects (`data`: 21 formats, `trainer`,
+`logger`, `callbacks`, and `debug`, which adds trainer keys) are checked when built: by the
+datamodules' own argument checks, and Lightning's.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 __all__ = ["DistanceTask", "FlowTask", "TrainTask", "RepurposeTask", "TransferabilityTask",
-           "OTDDConfig", "SlicedConfig", "FlowConfig", "PathsConfig", "register"]
+           "OTDDConfig", "SlicedConfig", "FlowConfig", "ClassifierConfig", "PathsConfig", "register"]
 
 
 @dataclass
@@ -188,6 +188,23 @@ class FlowConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """`model=cnn|lenet|resnet` (:class:`otdata.models.Classifier`); `net` is the network's own
+    config (its `_target_` and sizes, set from the data by `task=train`)."""
+
+    _target_: str = MISSING
+    net: Any = MISSING
+    optimizer: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    momentum: float = MISSING
+    scheduler: str = MISSING
+    pct_start: float = MISSING
+    label_smoothing: float = MISSING
+    augment_shift: int = MISSING
+
+
+@dataclass
 class PathsConfig:
     """`paths=default`: where data, encoders and caches are read and results written."""
 
@@ -202,6 +219,7 @@ SCHEMAS = {
              "repurpose": RepurposeTask, "transferability": TransferabilityTask},
     "distance": {"otdd": OTDDConfig, "sliced": SlicedConfig},
     "flow": {"default": FlowConfig},
+    "model": {"classifier": ClassifierConfig},
     "paths": {"default": PathsConfig},
 }
 
