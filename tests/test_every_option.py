@@ -5,7 +5,7 @@ Each case is `(task, group=option)` with the outcome it must have: it runs and w
 gives the reason. Which task takes which group:
 
   data        task=distance (the option as source and as target)
-  distance    task=distance, task=flow (the flow's matching and objective)
+  distance    task=distance, task=flow (the flow's matching and objective), task=distance_matrix
   flow        task=flow
   model, trainer, logger, callbacks, debug     task=train
   task        each task, with the defaults of the other groups (repurpose and transferability
@@ -43,6 +43,7 @@ FLOW_REFUSALS = {
     "sliced": "refused: the sliced OTDD \\(distance=sliced\\) cannot drive a flow",
     "exact": "refused: label_distance='exact' is not supported for a moving source; use one of",
 }
+MATRIX = ["task.datasets=[usps,mnist]", "task.n=20", "task.cache_dir=${paths.output_dir}/../cache"]
 TRANSFER = ["task.num_threads=1", "task.n_pool=60", "task.n_test=20", "task.n_distance=20",
             "task.n_pretrain=40", "task.pretrain_epochs=1", "task.n_finetune=20",
             "task.finetune_epochs=1", "task.seeds=[0]", "trainer.accelerator=cpu",
@@ -68,8 +69,9 @@ def _data_case(option):
 CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
     **{("data", o): [_data_case(o)] for o in _options("data")},
     **{("distance", o): [("distance", [f"distance={o}", *SMALL], "runs"),
-                         ("flow", [f"distance={o}", *SMALL, *FLOW],
-                          FLOW_REFUSALS.get(o, "runs"))] for o in _options("distance")},
+                         ("flow", [f"distance={o}", *SMALL, *FLOW], FLOW_REFUSALS.get(o, "runs")),
+                         ("distance_matrix", [f"distance={o}", *MATRIX], "runs")]
+       for o in _options("distance")},
     ("flow", "default"): [("flow", ["flow=default", *SMALL, *FLOW], "runs")],
     **{("features", o): [(task, [f"{side}.features={o}" for side in ("source", "target")] + SMALL + extra,
                           "runs") for task, extra in (("distance", ["distance=means"]), ("flow", FLOW))]
@@ -88,6 +90,7 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
     ("task", "distance_matrix"): [("distance_matrix", ["task.datasets=[usps,mnist,kmnist]",
                                                        "task.n=20"], "runs")],
     ("task", "flow"): [("flow", [*SMALL, *FLOW], "runs")],
+    ("task", "distance_matrix"): [("distance_matrix", MATRIX, "runs")],
     ("task", "train"): [("train", [*TINY_MODEL, *FAST_TRAINER, "trainer.accelerator=cpu"], "runs")],
     ("task", "repurpose"): [("repurpose", ["experiment=repurpose"], "via experiment")],
     ("task", "transferability"): [("transferability", ["experiment=transferability"],
@@ -136,6 +139,10 @@ def _headline(task, out) -> float:
         return float((out / "distance_matrix.csv").read_text().splitlines()[1].split(",")[2])
     if task == "flow":
         return float((out / "flow.csv").read_text().splitlines()[1].split(",")[5])
+    if task == "distance_matrix":
+        cells = [c for line in (out / "distance_matrix.csv").read_text().splitlines()[1:]
+                 for c in line.split(",")[1:]]
+        return sum(float(c) for c in cells)
     if task == "train":
         return json.loads((out / "metrics.json").read_text())["test_acc"]
     if task == "repurpose":

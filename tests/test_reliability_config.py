@@ -32,6 +32,7 @@ from tests.fixtures import compose_config
     (["task=flow", "flow.steps=2.5"], "flow.steps", "converted to Integer"),
     (["task=flow", "flow.progress=loud"], "flow.progress", "not a valid bool"),
     (["task=train", "model.lr=fast"], "model.lr", "converted to Float"),
+    (["task=distance_matrix", "task.n=many"], "task.n", "converted to Integer"),
     (["task=train", "model=resnet", "model.augment_shift=1.5"], "model.augment_shift",
      "converted to Integer"),
 ])

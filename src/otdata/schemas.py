@@ -23,6 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 __all__ = ["DistanceTask", "FlowTask", "TrainTask", "RepurposeTask", "TransferabilityTask",
+           "DistanceMatrixTask",
            "OTDDConfig", "SlicedConfig", "FlowConfig", "ClassifierConfig", "PathsConfig", "register"]
 
 
@@ -136,6 +137,19 @@ class TransferabilityTask:
 
 
 @dataclass
+class DistanceMatrixTask:
+    """`task=distance_matrix`: every pair of `datasets` (data config names), `n` items each."""
+
+    name: str = MISSING
+    datasets: List[str] = MISSING  # noqa: UP006
+    split: str = MISSING
+    n: Optional[int] = MISSING  # noqa: UP007
+    source_overrides: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+    cache_dir: Optional[str] = MISSING  # noqa: UP007
+    submit: bool = MISSING
+
+
+@dataclass
 class OTDDConfig:
     """`distance=gaussian|means|exact` (:class:`otdata.distance.DatasetDistance`)."""
 
@@ -216,7 +230,8 @@ class PathsConfig:
 
 SCHEMAS = {
     "task": {"distance": DistanceTask, "flow": FlowTask, "train": TrainTask,
-             "repurpose": RepurposeTask, "transferability": TransferabilityTask},
+             "repurpose": RepurposeTask, "transferability": TransferabilityTask,
+             "distance_matrix": DistanceMatrixTask},
     "distance": {"otdd": OTDDConfig, "sliced": SlicedConfig},
     "flow": {"default": FlowConfig},
     "model": {"classifier": ClassifierConfig},
