@@ -48,8 +48,8 @@ class SinkhornConfig:
             ``"overrelax"`` (over-relaxation by ``overrelax``) or ``"none"`` (plain Sinkhorn).
             Anderson needed the fewest iterations at every epsilon measured (counts in
             ``benchmarks/RESULTS.md``).
-        overrelax: over-relaxation ``omega`` (1 = plain Sinkhorn; it falls back to 1 by itself when
-            the marginal error grows) of the dense iterations with ``acceleration="overrelax"``,
+        overrelax: over-relaxation ``omega``, in (0, 2) (1 = plain Sinkhorn; it falls back to 1 by
+            itself when the marginal error grows) of the dense iterations with ``acceleration="overrelax"``,
             of the batched and of the sparse backend's iterations. 1.8 needed the fewest
             iterations at relative epsilon <= 0.03 (counts in ``benchmarks/RESULTS.md``).
         backend: ``"auto"`` | ``"dense"`` (stored kernel, mat-vecs) | ``"online"`` (log domain,
