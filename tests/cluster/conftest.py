@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-SUBMITTED: list[tuple[str, str]] = []   # (test name, SLURM job id)
+SUBMITTED: list[tuple[str, str, str]] = []   # (test name, SLURM job id, its state at the test's end)
 
 
 def pytest_configure(config):
@@ -50,23 +50,27 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def record_jobs(request):
-    """`record_jobs(ids)`: list these SLURM job ids under the test's name in the report."""
-    return lambda ids: SUBMITTED.extend((request.node.name, i) for i in ids)
+    """`record_jobs(ids)`: list these SLURM job ids, with the state SLURM gives them when the test
+    ends, under the test's name in the report."""
+    mine: list[str] = []
+    yield mine.extend
+    states = _states()
+    SUBMITTED.extend((request.node.name, i, states.get(i, "(no longer in the queue)")) for i in mine)
 
 
 def _states() -> dict[str, str]:
     try:
-        out = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i|%T|%r"], capture_output=True,
+        out = subprocess.run(["squeue", "-h", "-r", "--states=all", "-o", "%i|%T|%r"], capture_output=True,
                              text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
-    return {line.split("|")[0]: line.split("|", 1)[1] for line in out.splitlines() if "|" in line}
+    return {line.split("|")[0]: line.split("|", 1)[1].replace("|", " ")
+            for line in out.splitlines() if "|" in line}
 
 
 def pytest_terminal_summary(terminalreporter):
     if not SUBMITTED:
         return
-    states = _states()
     terminalreporter.section("SLURM jobs submitted by the tests")
-    for test, job in SUBMITTED:
-        terminalreporter.line(f"{test}: job {job} {states.get(job, '(no longer in the queue)')}")
+    for test, job, state in SUBMITTED:
+        terminalreporter.line(f"{test}: job {job} {state}")
