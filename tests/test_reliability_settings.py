@@ -89,12 +89,13 @@ def test_learned_map_refuses_nan_pairs():
 
 # -- property test -------------------------------------------------------------------------------
 
+# integers up to 1e6: a network of a billion units is a memory error, not a setting to check
 ANY = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 5), st.integers(), st.floats(allow_nan=True,
-                                                                           allow_infinity=True),
-    st.text(max_size=4), st.sampled_from(["abc", "1e-3", "auto", "dense", "float64", "fp32"]),
-    st.lists(st.integers(0, 3), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(),
-                                                             max_size=1),
+    st.none(), st.booleans(), st.integers(-5, 5), st.integers(-10**6, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
+    st.sampled_from(["abc", "1e-3", "auto", "dense", "float64", "fp32"]),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
 )
 
 SOLVER = list(SinkhornConfig.__dataclass_fields__)
