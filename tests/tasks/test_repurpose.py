@@ -17,7 +17,7 @@ import pytest
 import torch
 from otdata import plots
 from otdata.flows import FlowResult
-from otdata.tasks import repurpose
+from otdata.tasks import classifier, repurpose
 from otdata.tasks.repurpose import log_results, run
 from tests.fixtures import compose_config, write_emnist_letters, write_mnist_like
 
@@ -133,10 +133,10 @@ def test_cache_defaults_to_the_user_cache_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("OTDATA_CACHE_DIR", str(tmp_path / "c"))
     cfg = compose_config(["experiment=repurpose"], output_dir=tmp_path)
     assert cfg.paths.cache_dir == str(tmp_path / "c")
-    assert repurpose.classifier_checkpoint(cfg).parent == tmp_path / "c" / "classifiers"
+    assert classifier.classifier_checkpoint(cfg).parent == tmp_path / "c" / "classifiers"
     # the classifier's cache key ignores display settings and the run's seed (one frozen model)
-    keys = {repurpose.classifier_checkpoint(compose_config(["experiment=repurpose", *o], output_dir=tmp_path)).name
+    keys = {classifier.classifier_checkpoint(compose_config(["experiment=repurpose", *o], output_dir=tmp_path)).name
             for o in ([], ["trainer.enable_progress_bar=false"], ["seed=3"])}
     assert len(keys) == 1
-    assert repurpose.classifier_checkpoint(
+    assert classifier.classifier_checkpoint(
         compose_config(["experiment=repurpose", "trainer.max_epochs=1"], output_dir=tmp_path)).name not in keys

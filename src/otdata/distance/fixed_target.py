@@ -365,8 +365,7 @@ class FixedTargetOTDD:
             eps = self._epsilon(X, W_st, state)
             W_st = self._penalise(W_st, state, X)
             b, _ = self.target_measure(state, eps)
-            cost = MatrixCost(PointCloudCost(X, self.Xt.to(X.dtype), self.p, self.lambda_x, W_st.to(X.dtype),
-                                             state.yi, self.tyi, self.lambda_y).block(0, n))
+            cost = MatrixCost(self.dd.ground_cost(X, self.Xt.to(X.dtype), W_st, state.yi, self.tyi).block(0, n))
             res = sinkhorn(None, b, cost, eps, self.solver, differentiable=False, transport_cost=False)
             P = res.coupling(dense=True, max_elements=max_elements)
             return _class_sums(P, state.yi, len(state.classes), self.tyi, len(self.tclasses)), bool(res.converged)

@@ -31,7 +31,8 @@ from otdata.flows import figures
 from otdata.flows.fidelity import ClassFidelity, ClassFidelityWarning, warn_if_scrambled
 from otdata.tables import write_table
 from otdata.tasks.rundir import lock_run_folder
-from otdata.tasks.scoring import accuracy, mapped, predictions, target_classifier
+from otdata.tasks.classifier import target_classifier
+from otdata.tasks.scoring import accuracy, mapped, predictions
 
 log = logging.getLogger(__name__)
 

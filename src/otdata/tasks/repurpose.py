@@ -23,7 +23,6 @@ Writes `repurpose.csv` (every number, one row per dataset plus the target's own 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import resource
@@ -41,9 +40,10 @@ from otdata import plots
 from otdata.data import DataFileError
 from otdata.flows import FlowResult, match_classes
 from otdata.flows.learned_map import LearnedMap
-from otdata.models import build_classifier, load_or_train_classifier
+from otdata.models import build_classifier
 from otdata.tables import to_markdown, write_table
 from otdata.tasks.common import instantiate_loggers, source_config
+from otdata.tasks.classifier import frozen_classifier
 from otdata.tasks.scoring import accuracy, mapped
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ PAPER = {
 PROTOCOLS = ("identity", "correspondence")
 #: The from-scratch baseline's column per protocol (the first is the source's own classes).
 BASELINE = {"identity": "baseline_from_scratch", "correspondence": "baseline_from_scratch_correspondence"}
-#: Trainer keys that do not change the trained classifier (left out of its cache key).
-NOT_SHAPING = ("default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
-               "logger", "callbacks")
-
 
 def discover_correspondence(cfg, Xs, ys, Xt, yt) -> dict[int, int]:
     """Match source classes to target classes from the OTDD label distances on raw data."""
@@ -179,49 +175,6 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
                  row[f"out_of_sample_{protocol}"], row[f"out_of_sample_knn_{protocol}"],
                  row[BASELINE[protocol]])
     return row
-
-
-def classifier_seed(cfg) -> int:
-    """The frozen classifier's seed: `task.classifier_seed`, or the run's seed when that is null."""
-    seed = cfg.task.get("classifier_seed")
-    return int(cfg.seed if seed is None else seed)
-
-
-def classifier_checkpoint(cfg) -> Path:
-    """`task.classifier_ckpt`, or a cache path keyed by everything that shapes the classifier."""
-    if cfg.task.classifier_ckpt:
-        return Path(cfg.task.classifier_ckpt)
-    recipe = OmegaConf.to_container(cfg, resolve=True)
-    shaping = {key: recipe[key] for key in ("model", "trainer")}
-    shaping["seed"] = classifier_seed(cfg)
-    # steps that are off (an empty mapping, e.g. no `features`) leave the classifier as it was
-    shaping["target"] = {k: v for k, v in recipe["target"].items()
-                         if k not in ("data_dir", "num_workers", "download") and v != {}}
-    shaping["target"]["seed"] = classifier_seed(cfg)
-    for key in NOT_SHAPING:  # display and bookkeeping only: the same classifier either way
-        shaping["trainer"].pop(key, None)
-    key = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(cfg.paths.cache_dir) / "classifiers" / f"{cfg.target._target_.split('.')[-1]}-{key}.ckpt"
-
-
-def frozen_classifier(cfg):
-    """The target's classifier: loaded from `task.classifier_ckpt` or the cache, else trained (and
-    cached), with log lines that say which and how long it took."""
-    checkpoint = classifier_checkpoint(cfg)
-    seed = classifier_seed(cfg)
-    if checkpoint.is_file():
-        return load_or_train_classifier(None, checkpoint)
-    log.info("No cached %s classifier at %s: training one now (model=%s, %s epochs, seed %d; "
-             "about 5 min on 2 idle CPU cores). Later runs load it from the cache; "
-             "task.classifier_ckpt=<file> uses another.",
-             cfg.target._target_.split(".")[-1].removesuffix("DataModule"), checkpoint,
-             cfg.model.net._target_.split(".")[-1], cfg.trainer.get("max_epochs"), seed)
-    start = time.perf_counter()
-    train_dm = instantiate(cfg.target, seed=seed)
-    classifier, checkpoint = load_or_train_classifier(
-        train_dm, checkpoint, model=cfg.model, trainer=cfg.trainer, seed=seed)
-    log.info("Trained the classifier in %.0f s → %s", time.perf_counter() - start, checkpoint)
-    return classifier, checkpoint
 
 
 IDENTITY_COLUMNS = {
