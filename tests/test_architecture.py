@@ -29,7 +29,7 @@ MAX_FUNCTION_LINES = 80
 KNOWN_UPWARD = {"otdata.tasks.distance_matrix -> otdata.cluster",
                 "otdata.tasks.distance_matrix -> otdata.cluster.submit"}
 KNOWN_CYCLES: set[str] = set()
-KNOWN_LONG = {"flows/flow.py", "flows/flow.py:__init__"}
+KNOWN_LONG: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

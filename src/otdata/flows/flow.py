@@ -6,167 +6,27 @@ See :mod:`otdata.flows` for an overview and an example.
 from __future__ import annotations
 
 import logging
-import math
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from otdata import checks
 from otdata.data.labeled import as_labeled, check_same_space
-from otdata.distance import DatasetDistance, SlicedDatasetDistance, check_scales, class_stats
+from otdata.distance import DatasetDistance, check_scales, class_stats
 from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
                                      load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
 from otdata.flows.correspondence import resolve_correspondence
-from otdata.flows.fidelity import ClassFidelity, class_fidelity, warn_if_scrambled
+from otdata.flows.fidelity import class_fidelity, warn_if_scrambled
 from otdata.flows.functionals import (FlowState, Functional, OTDDFunctional, build_functional,
                                       class_index)
+from otdata.flows.integrator import FlowRun, StepRule, take_step
+from otdata.flows.result import FlowResult
+from otdata.flows.settings import DTYPES, LABEL_METHODS, OPTIMIZERS, check_settings, distance_settings, plain
 
 __all__ = ["DatasetFlow", "FlowResult", "LABEL_METHODS", "OPTIMIZERS"]
 
 log = logging.getLogger(__name__)
 
-LABEL_METHODS = ("fixed", "attached", "joint")
-OPTIMIZERS = ("euler", "sgd", "adam")
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass
-class _Run:
-    """The mutable state of one run of :meth:`DatasetFlow.run` (what a checkpoint saves)."""
-
-    state: FlowState
-    X0: torch.Tensor
-    params: list
-    opt: Any
-    traj: Trajectory
-    class_scale: list
-    step: int = 0
-    quiet: int = 0
-    converged: bool = False
-    history: list = field(default_factory=list)
-    fingerprint: dict | None = None  # digests of source, target and settings (refuses a wrong resume)
-
-
-@dataclass
-class FlowResult:
-    """Outcome of :meth:`DatasetFlow.run`.
-
-    Attributes:
-        X: ``(n, d)`` flowed particles. ``X0``: the initial ones. ``y``: labels (unchanged).
-        history: one dict per evaluated step: ``step``, ``objective``, one key per objective term,
-            ``grad_norm`` (rescaled particle gradient, RMS per particle), ``seconds``.
-            The last entry evaluates the final particles.
-        trajectory: ``{"steps": [...], "indices": (m,) or None, "frames": (T, m, d)}`` or ``None``.
-        correspondence: ``{source_label: target_label}`` used, or ``None`` (free OTDD).
-        label_params: ``"joint"`` only: ``{"means": (C, d), "covs": (C, d, d)}`` final label
-            distributions; else ``None``.
-        config: the flow's constructor arguments. ``steps_run``: steps taken. ``converged``:
-            stopped by the tolerance rule.
-        fidelity: where the final coupling sends each source class
-            (:class:`~otdata.flows.fidelity.ClassFidelity` as a plain dict; see :attr:`class_fidelity`),
-            or ``None`` when it was not measured.
-    """
-
-    X: torch.Tensor
-    y: torch.Tensor
-    X0: torch.Tensor
-    history: list[dict] = field(default_factory=list)
-    trajectory: dict | None = None
-    correspondence: dict[int, int] | None = None
-    label_params: dict[str, torch.Tensor] | None = None
-    config: dict = field(default_factory=dict)
-    steps_run: int = 0
-    converged: bool = False
-    fidelity: dict | None = None
-
-    @property
-    def class_fidelity(self) -> ClassFidelity | None:
-        """The final coupling's class fidelity, or ``None`` when it was not measured."""
-        return None if self.fidelity is None else ClassFidelity.from_dict(self.fidelity)
-
-    @property
-    def objective(self) -> float:
-        return self.history[-1]["objective"] if self.history else float("nan")
-
-    def extend(self, X_new: torch.Tensor, k: int = 10, weighting: str = "distance") -> torch.Tensor:
-        """Move unseen samples with the learned displacement (:class:`KNNDisplacement`); the flow's
-        box constraint (``clamp``) is applied to the result."""
-        from otdata.flows.extension import KNNDisplacement
-
-        clamp = self.config.get("clamp")
-        return KNNDisplacement(self.X0, self.X, k=k, weighting=weighting)(X_new, clamp=clamp)
-
-    def to_dict(self) -> dict:
-        return {
-            "X": self.X, "y": self.y, "X0": self.X0, "history": self.history,
-            "trajectory": self.trajectory, "correspondence": self.correspondence,
-            "label_params": self.label_params, "config": self.config,
-            "steps_run": self.steps_run, "converged": self.converged, "fidelity": self.fidelity,
-            "format": "otdata.FlowResult/1",
-        }
-
-    def save(self, path: str | Path) -> Path:
-        """``torch.save`` of plain tensors/lists/dicts (loadable with ``weights_only=True``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.to_dict(), path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path, map_location="cpu") -> "FlowResult":
-        d = torch.load(path, map_location=map_location, weights_only=True)
-        d.pop("format", None)
-        return cls(**d)
-
-
-def _plain(v):
-    """Config values as plain python (lists for tuples, dicts for mappings)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict) or (hasattr(v, "items") and not isinstance(v, (str, torch.Tensor))):
-        return {str(k) if not isinstance(k, int) else k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (int, float, str, bool)) or v is None:
-        return v
-    return repr(v)
-
-
-def _check_settings(**settings: Any) -> None:
-    """Type and range checks of the flow's numeric and boolean settings (:mod:`otdata.checks`)."""
-    positive = dict(low=0, low_open=True)
-    checks.number("step_size", settings["step_size"], **positive)
-    checks.number("tol", settings["tol"], low=0)
-    checks.number("momentum", settings["momentum"], low=0, high=1, high_open=True)
-    checks.optional(checks.number, "label_step_size", settings["label_step_size"], **positive)
-    checks.optional(checks.number, "max_grad_norm", settings["max_grad_norm"], **positive)
-    checks.integer("patience", settings["patience"], low=0)
-    checks.integer("seed", settings["seed"], low=0)
-    for name in ("checkpoint_every", "trajectory_every"):
-        checks.optional(checks.integer, name, settings[name], low=0)
-    checks.optional(checks.pair, "clamp", settings["clamp"])
-    checks.optional(checks.integer, "keep_checkpoints", settings["keep_checkpoints"], low=0)
-    checks.integer("label_update_every", settings["label_update_every"], low=1)
-    for name in ("progress", "fidelity"):
-        checks.boolean(name, settings[name])
-
-
-def _distance_settings(distance: Any) -> dict:
-    """The keyword arguments of the flow's :class:`DatasetDistance`, from ``None`` or a mapping;
-    anything else (the sliced OTDD among them) is refused with the reason."""
-    if isinstance(distance, SlicedDatasetDistance):
-        raise checks.SettingError(
-            "the sliced OTDD (distance=sliced) cannot drive a flow: it compares fixed datasets and "
-            "has no coupling or gradient for the particles to follow. Flow with distance=gaussian "
-            "(the default), means or exact; for a sliced objective keep one of those and set "
-            "flow.objective=sliced (the sliced Wasserstein distance of the features, class by "
-            "class).")
-    if distance is not None and not hasattr(distance, "keys"):
-        raise checks.SettingError(f"distance must be a DatasetDistance or a mapping of its settings, "
-                                  f"got {distance!r} ({type(distance).__name__})")
-    return dict(distance or {})
 
 
 class DatasetFlow:
@@ -242,25 +102,12 @@ class DatasetFlow:
         progress: bool = True,
         fidelity: bool = True,
     ):
-        if labels not in LABEL_METHODS:
-            raise ValueError(f"labels={labels!r} is not a label method; use one of {LABEL_METHODS}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={optimizer!r} is unknown; use one of {OPTIMIZERS}")
-        checks.choice("dtype", dtype, tuple(_DTYPES))
-        _check_settings(step_size=step_size, tol=tol, patience=patience, momentum=momentum, seed=seed,
-                        label_step_size=label_step_size, max_grad_norm=max_grad_norm,
-                        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                        trajectory_every=trajectory_every, label_update_every=label_update_every,
-                        progress=progress, fidelity=fidelity, clamp=clamp)
-        try:
-            checks.integer("steps", steps, low=1)
-        except checks.SettingError:
-            raise checks.SettingError(f"steps must be >= 1, got {steps!r}; set flow.steps to the "
-                                      "number of steps to take (an integer)") from None
-        if clamp is not None:
-            clamp = [float(clamp[0]), float(clamp[1])]
-            if not clamp[0] < clamp[1]:
-                raise ValueError(f"clamp must be [lo, hi] with lo < hi, got {clamp}")
+        clamp = check_settings(labels, optimizer, dtype, steps, clamp, step_size=step_size, tol=tol,
+                               patience=patience, momentum=momentum, seed=seed,
+                               label_step_size=label_step_size, max_grad_norm=max_grad_norm,
+                               checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+                               trajectory_every=trajectory_every, label_update_every=label_update_every,
+                               progress=progress, fidelity=fidelity)
         self.objective = objective
         self.labels = labels
         self.step_size = float(step_size)
@@ -280,14 +127,14 @@ class DatasetFlow:
         self.trajectory_particles = trajectory_particles
         self.seed = int(seed)
         if not isinstance(distance, DatasetDistance):
-            distance = DatasetDistance(**_distance_settings(distance))
+            distance = DatasetDistance(**distance_settings(distance))
         self.distance = distance
         self.otdd_kwargs = dict(distance=distance, label_update_every=label_update_every, penalty=penalty)
         self.device = torch.device(device)
-        self.dtype = _DTYPES[dtype]
+        self.dtype = DTYPES[dtype]
         self.progress = progress
         self.measure_fidelity = bool(fidelity)
-        self.config = {k: _plain(v) for k, v in dict(
+        self.config = {k: plain(v) for k, v in dict(
             objective=objective if not isinstance(objective, Functional) else objective.name,
             labels=labels, step_size=step_size, optimizer=optimizer, steps=steps, tol=tol,
             patience=patience, momentum=momentum, label_step_size=label_step_size, clamp=clamp,
@@ -426,7 +273,7 @@ class DatasetFlow:
             progress.start()
         try:
             while run.step < self.steps and not run.converged:
-                fval = self._step(run)
+                fval = take_step(run, self._objective, self._rule())
                 if progress:
                     progress.update(task, advance=1, description=f"flow F={fval:.4g}")
                 if self.checkpoint_dir and self.checkpoint_every > 0 and (
@@ -437,7 +284,7 @@ class DatasetFlow:
                 progress.stop()
         return self._finish(run)
 
-    def _setup(self, Xs, ys, target, resume: bool) -> "_Run":
+    def _setup(self, Xs, ys, target, resume: bool) -> FlowRun:
         """Check the data, resolve the correspondence, build particles, optimizer and trajectory,
         and restore a checkpoint when resuming."""
         if target is not None:
@@ -453,7 +300,7 @@ class DatasetFlow:
             self._check_classes(self.target[1], "target", declared=sorted(set(corr.values())))
 
         classes, yi, counts = class_index(ys)
-        C, n = len(classes), Xs.shape[0]
+        n = Xs.shape[0]
         gen = torch.Generator().manual_seed(self.seed)
         X0 = Xs.clone()
         X = Xs.clone().requires_grad_(True)
@@ -480,14 +327,14 @@ class DatasetFlow:
 
         state = FlowState(X=X, y=ys, yi=yi, classes=classes, counts=counts, labels=self.labels,
                           label_params=label_params, correspondence=corr, step=0, generator=gen)
-        run = _Run(state=state, X0=X0, params=params, opt=opt, traj=traj,
+        run = FlowRun(state=state, X0=X0, params=params, opt=opt, traj=traj,
                    class_scale=(n / counts.to(self.dtype)).tolist(),
                    fingerprint=fingerprint(Xs, ys, *self.target, self.config))
         if resume and self.checkpoint_dir and latest_checkpoint(self.checkpoint_dir) is not None:
             self._restore(run, load_checkpoint(self.checkpoint_dir))
         return run
 
-    def _restore(self, run: "_Run", ck: dict) -> None:
+    def _restore(self, run: FlowRun, ck: dict) -> None:
         """Continue from checkpoint ``ck`` (refused when it belongs to another flow)."""
         X = run.state.X
         check_fingerprint(ck.get("fingerprint"), run.fingerprint, ignore=("steps",),
@@ -507,55 +354,11 @@ class DatasetFlow:
         for (_, _, f), sd in zip(self.terms, ck["objective_state"]):
             f.load_state_dict(sd)
 
-    def _step(self, run: "_Run") -> float:
-        """One step: objective, Wasserstein gradient, update, box projection, history."""
-        t0 = time.perf_counter()
-        state, X = run.state, run.state.X
-        n = X.shape[0]
-        state.step = run.step
-        run.traj.maybe_record(run.step, X)
-        for p in run.params:
-            p.grad = None
-        value, parts = self._objective(state)
-        value.backward()
-        label_params = state.label_params
-        with torch.no_grad():
-            g = X.grad.mul_(n)  # Wasserstein gradient: particle gradient times n
-            gnorm = float(g.pow(2).sum(1).mean().sqrt())
-            if self.max_grad_norm is not None and gnorm > self.max_grad_norm:
-                g.mul_(self.max_grad_norm / gnorm)
-            if label_params is not None:  # rescaled by n / n_c (class c's share of the mass)
-                m_ = label_params["means"]
-                if m_.grad is not None:
-                    m_.grad.mul_(torch.tensor(run.class_scale, dtype=m_.dtype, device=m_.device)[:, None])
-                for f_, sc in zip(label_params["factors"], run.class_scale):
-                    if f_.grad is not None:
-                        f_.grad.mul_(sc)
-            if run.opt is None:
-                lr_label = self.label_step_size if self.label_step_size is not None else self.step_size
-                X.sub_(self.step_size * g)
-                for p_ in run.params[1:]:
-                    if p_.grad is not None:
-                        p_.sub_(lr_label * p_.grad)
-            else:
-                run.opt.step()
-            if self.clamp is not None:
-                X.clamp_(self.clamp[0], self.clamp[1])
-        fval = float(value.detach())
-        if not math.isfinite(fval):
-            raise FloatingPointError(
-                f"objective became {fval} at step {run.step}; lower step_size, raise epsilon "
-                "or use dtype='float64'")
-        run.history.append({"step": run.step, "objective": fval, **parts, "grad_norm": gnorm,
-                            "seconds": time.perf_counter() - t0})
-        run.step += 1
-        if len(run.history) >= 2 and self.tol > 0:
-            prev = run.history[-2]["objective"]
-            run.quiet = run.quiet + 1 if abs(fval - prev) <= self.tol * max(1.0, abs(prev)) else 0
-            run.converged = run.quiet >= self.patience
-        return fval
+    def _rule(self) -> StepRule:
+        return StepRule(self.step_size, self.label_step_size, self.max_grad_norm, self.clamp, self.tol,
+                        self.patience)
 
-    def _checkpoint(self, run: "_Run") -> None:
+    def _checkpoint(self, run: FlowRun) -> None:
         state = {
             "step": run.step, "quiet": run.quiet, "X": run.state.X.detach().cpu().clone(),
             "X0": run.X0.cpu(), "label_params": [v.detach().cpu().clone() for v in run.params[1:]],
@@ -567,7 +370,7 @@ class DatasetFlow:
         }
         save_checkpoint(self.checkpoint_dir, state, run.step, keep=self.keep_checkpoints)
 
-    def _finish(self, run: "_Run") -> FlowResult:
+    def _finish(self, run: FlowRun) -> FlowResult:
         """Evaluate the final particles and package the result."""
         state, X = run.state, run.state.X
         state.step = run.step
