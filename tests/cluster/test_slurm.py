@@ -156,8 +156,13 @@ def _finish(process, before: str, timeout: float = 120) -> tuple[int, str, float
     return process.returncode, before + rest, time.monotonic() - start
 
 
+#: keeps a submitted job running for a while (its batch script sleeps before the task), so that a
+#: test's scancel or Ctrl-C reaches it before a tiny task could finish on an idle node
+HOLD = ['hydra.launcher.setup=["sleep 60"]']
+
+
 def test_a_cancelled_job_is_reported_within_a_bounded_time(tmp_path, data, record_jobs):
-    process, job, before = _submit_in_background(tmp_path, data, [])
+    process, job, before = _submit_in_background(tmp_path, data, HOLD)
     record_jobs([job])
     subprocess.run(["scancel", job.split("_")[0]], check=True, timeout=20)
     cancelled = time.monotonic()
@@ -170,7 +175,7 @@ def test_a_cancelled_job_is_reported_within_a_bounded_time(tmp_path, data, recor
 
 
 def test_ctrl_c_on_the_submitter_cancels_the_jobs(tmp_path, data, record_jobs):
-    process, job, before = _submit_in_background(tmp_path, data, [])
+    process, job, before = _submit_in_background(tmp_path, data, HOLD)
     record_jobs([job])
     process.send_signal(signal.SIGINT)
     code, out, seconds = _finish(process, before, timeout=60)
