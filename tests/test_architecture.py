@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "otdata"
 LAYERS = {
     "checks": 0, "rng": 0, "tables": 0, "schemas": 0, "config": 0, "instantiate": 0, "console": 0,
     "plots": 0, "correlation": 0, "summary": 0, "transfer_stats": 0,
-    "ot": 1, "data": 1,
+    "ot": 1, "data": 1, "cluster": 1,
     "distance": 2, "models": 2,
     "flows": 3,
-    "tasks": 4, "cluster": 4,
+    "tasks": 4,
     "cli": 5,
 }
 MAX_MODULE_LINES = 450
@@ -26,8 +26,7 @@ MAX_FUNCTION_LINES = 80
 
 #: violations present when this test was written, each to be removed by the change that fixes it
 #: (the test fails when one of them is gone but still listed, so the list can only shrink).
-KNOWN_UPWARD = {"otdata.tasks.distance_matrix -> otdata.cluster",
-                "otdata.tasks.distance_matrix -> otdata.cluster.submit"}
+KNOWN_UPWARD: set[str] = set()
 KNOWN_CYCLES: set[str] = set()
 KNOWN_LONG: set[str] = set()
 
