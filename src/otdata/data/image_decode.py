@@ -88,11 +88,13 @@ def _decode_all(paths: list[str], channels: int | None, workers: int) -> list[np
 
 
 def cache_key(paths: Sequence[str], channels: int | None) -> str:
-    """sha256 of what the decoded pixels depend on: each file's path, size and mtime, and `channels`."""
+    """sha256 of what the decoded pixels depend on: each file's path, size, mtime, inode and
+    status-change time, and `channels`. Bytes rewritten in place with size and mtime restored still
+    change the status-change time (as for the data files' md5 verdicts)."""
     h = hashlib.sha256(json.dumps({"version": CACHE_VERSION, "channels": channels}).encode())
     for path in paths:
         stat = os.stat(path)
-        h.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        h.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ino}\0{stat.st_ctime_ns}\n".encode())
     return h.hexdigest()[:24]
 
 
