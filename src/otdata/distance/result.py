@@ -7,11 +7,12 @@ from typing import Any
 
 from torch import Tensor
 
+from otdata.display import ALERT, Summarised, number
 from otdata.ot.sinkhorn import SinkhornResult
 
 
-@dataclass
-class DistanceResult:
+@dataclass(repr=False)
+class DistanceResult(Summarised):
     """Outcome of :class:`~otdata.distance.DatasetDistance`.
 
     * ``value`` (float): transport cost ``sum_ij pi_ij c_ij`` of the entropic coupling ``pi``
@@ -34,6 +35,8 @@ class DistanceResult:
       self terms) met its tolerance; ``marginal_error``: the largest L1 marginal violation among
       them; ``n_iter``: iterations of the cross term. An unconverged result was also announced by
       a :class:`~otdata.ot.ConvergenceWarning` (or refused with ``strict=True``).
+
+    Its ``repr`` (and the table a notebook shows) is a few lines: value, ε, convergence, sizes.
     """
 
     value: float
@@ -72,6 +75,28 @@ class DistanceResult:
         if self._ot is None:
             raise ValueError("this distance has no coupling (it was not computed by a Sinkhorn solve)")
         return self._ot
+
+    def _summary_rows(self) -> list[tuple[str, str]]:
+        """What the ``repr`` and the notebook table show (see :mod:`otdata.display`)."""
+        rows = [("value", f"{number(self.value)} (transport cost of the coupling)")]
+        if self.divergence is not None:
+            rows.append(("divergence", f"{number(self.divergence)} (debiased Sinkhorn divergence)"))
+        eps = number(self.epsilon, 4)
+        if self.epsilon_relative is not None:
+            eps += (f" (relative {number(self.epsilon_relative, 4)} of the cost scale "
+                    f"{number(self.cost_scale, 4)})")
+        rows.append(("epsilon", eps))
+        detail = f"marginal error {self.marginal_error:.2g}, {self.n_iter} iterations"
+        rows.append(("converged", f"yes ({detail})" if self.converged else
+                     f"{ALERT}: {detail}; do not trust the value (see the ConvergenceWarning)"))
+        return rows + self._size_rows()
+
+    def _size_rows(self) -> list[tuple[str, str]]:
+        """The sizes and the solver line shared with the sliced result."""
+        classes = (f", {len(self.class_names1)} × {len(self.class_names2)} classes"
+                   if self.class_names1 or self.class_names2 else ", no labels")
+        return [("sizes", f"{self.n1} × {self.n2} items{classes}"),
+                ("solver", f"{self.backend}, {self.seconds:.2f} s")]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (no potentials)."""

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from otdata import checks
 from otdata.data.labeled import as_labeled, check_same_space, dataset_arguments
+from otdata.display import number
 from otdata.ot.sliced import w_pp_sorted
 
 from .otdd import _PRECISIONS
@@ -62,12 +63,22 @@ class SlicedCloud:
         return int(self.settings[-1])
 
 
-@dataclass
+@dataclass(repr=False)
 class SlicedDistanceResult(DistanceResult):
     """A :class:`DistanceResult` of the sliced OTDD, with the Monte Carlo standard error of ``value``
     (standard deviation of the per-slice ``W_p^p`` over ``sqrt(L)``)."""
 
     std_error: float = math.nan
+
+    def _summary_rows(self) -> list[tuple[str, str]]:
+        """Value with its Monte Carlo error, the slices, sizes (no ε: each slice is exact 1-D OT)."""
+        s = self.settings
+        return [("value", f"{number(self.value)} ± {number(self.std_error, 2)} (Monte Carlo "
+                          f"standard error over {self.n_iter} slices)"),
+                ("converged", "yes (exact 1-D OT on each slice, no iterative solver)"),
+                ("slices", f"{s.get('n_projections', self.n_iter)} projections, "
+                           f"{s.get('n_moments', '-')} moments, p = {s.get('p', '-')}, "
+                           f"seed {s.get('seed', '-')}")] + self._size_rows()
 
 
 def zero_truncated_poisson(rates: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The outcome of a flow: the moved particles, their history, and how to save, load and extend it."""
+"""The outcome of a dataset flow: the moved particles, their history and where their classes went."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
+from otdata.display import ALERT, Summarised, number
 from otdata.flows.fidelity import ClassFidelity
 
 __all__ = ["FlowResult"]
 
 
-@dataclass
-class FlowResult:
+@dataclass(repr=False)
+class FlowResult(Summarised):
     """Outcome of :meth:`DatasetFlow.run`.
 
     Attributes:
@@ -30,6 +31,9 @@ class FlowResult:
         fidelity: where the final coupling sends each source class
             (:class:`~otdata.flows.fidelity.ClassFidelity` as a plain dict; see :attr:`class_fidelity`),
             or ``None`` when it was not measured.
+
+    Its ``repr`` (and the table a notebook shows) is a few lines: objective, steps, stopping rule,
+    sizes, correspondence and class fidelity.
     """
 
     X: torch.Tensor
@@ -61,6 +65,28 @@ class FlowResult:
         clamp = self.config.get("clamp")
         return KNNDisplacement(self.X0, self.X, k=k, weighting=weighting)(X_new, clamp=clamp)
 
+    def _summary_rows(self) -> list[tuple[str, str]]:
+        """What the ``repr`` and the notebook table show (see :mod:`otdata.display`)."""
+        first = self.history[0]["objective"] if self.history else None
+        rows = [("objective", f"{number(first)} → {number(self.objective)} (start → end)"),
+                ("steps", f"{self.steps_run} of {self.config.get('steps', '-')}")]
+        tol = self.config.get("tol") or 0
+        rows.append(("converged", f"yes (objective change below tol {tol:g})" if self.converged else
+                     f"no (tol {tol:g} not met)" if tol > 0 else "not checked (tol = 0: the full step budget)"))
+        classes = len(torch.unique(self.y)) if self.y.numel() else 0
+        rows.append(("particles", f"{self.X.shape[0]} × {self.X.shape[1]} features, {classes} classes"))
+        rows.append(("correspondence", _correspondence_text(self.correspondence)))
+        fid = self.class_fidelity
+        if fid is None:
+            rows.append(("keeps classes", "not measured"))
+        else:
+            worst = min(fid.per_class, key=fid.per_class.get)
+            text = (f"{100 * fid.overall:.1f} % of the mass goes to the matched class (lowest: class "
+                    f"{worst}, {100 * fid.per_class[worst]:.1f} %)")
+            rows.append(("keeps classes", ("yes: " if fid.keeps_classes else f"{ALERT}: ") + text))
+        return rows
+
+
     def to_dict(self) -> dict:
         return {
             "X": self.X, "y": self.y, "X0": self.X0, "history": self.history,
@@ -82,3 +108,13 @@ class FlowResult:
         d = torch.load(path, map_location=map_location, weights_only=True)
         d.pop("format", None)
         return cls(**d)
+
+
+def _correspondence_text(corr: dict[int, int] | None, shown: int = 8) -> str:
+    """``free`` / ``identity`` / ``0→3, 1→1, ...`` (the first ``shown`` pairs)."""
+    if corr is None:
+        return "free (the coupling chooses)"
+    if all(int(s) == int(t) for s, t in corr.items()):
+        return f"identity ({len(corr)} classes)"
+    pairs = [f"{s}→{t}" for s, t in list(corr.items())[:shown]]
+    return ", ".join(pairs) + (f", ... ({len(corr)} classes)" if len(corr) > shown else "")
