@@ -20,11 +20,12 @@ CELLS = [
         "(torchvision's layout)."
     ),
     new_code_cell(
+        "%matplotlib inline\n"
         "import os\n"
         "import tempfile\n"
         "from pathlib import Path\n\n"
         "import torch\n"
-        "from IPython.display import Image, display\n\n"
+        "from IPython.display import display\n\n"
         "from otdata import plots\n"
         "from otdata.data import MNISTDataModule, USPSDataModule\n"
         "from otdata.distance import DatasetDistance\n"
@@ -45,8 +46,8 @@ CELLS = [
         "Xs, ys = usps.tensors('train', flatten=True)\n"
         "Xt, yt = mnist.tensors('train', flatten=True)\n"
         "print(f'USPS {tuple(Xs.shape)}, MNIST {tuple(Xt.shape)}')\n"
-        "display(Image(plots.image_rows({'USPS': Xs[ys.argsort()][:: max(1, N // 12)],\n"
-        "                                'MNIST': Xt[yt.argsort()][:: max(1, N // 12)]}, OUT / 'data.png')))"
+        "display(plots.image_rows({'USPS': Xs[ys.argsort()][:: max(1, N // 12)],\n"
+        "                          'MNIST': Xt[yt.argsort()][:: max(1, N // 12)]}, OUT / 'data.png'))"
     ),
     new_markdown_cell(
         "## 1. Distance\n`value` is the OTDD (transport cost of the entropic coupling, p = 2); "
@@ -56,9 +57,9 @@ CELLS = [
         "distance = DatasetDistance(label_distance='gaussian', p=2, debiased=True)\n"
         "res = distance(Xs, ys, Xt, yt, class_names1=usps.class_names, class_names2=mnist.class_names)\n"
         "print(f'OTDD(USPS, MNIST) = {res.value:.2f}   ({res.seconds:.1f} s)')\n"
-        "display(Image(plots.label_distance_heatmap(res.label_distances, usps.class_names,\n"
-        "                                           mnist.class_names, OUT / 'labels.png',\n"
-        "                                           row_label='USPS', col_label='MNIST')))"
+        "display(plots.label_distance_heatmap(res.label_distances, usps.class_names,\n"
+        "                                     mnist.class_names, OUT / 'labels.png',\n"
+        "                                     row_label='USPS', col_label='MNIST'))"
     ),
     new_markdown_cell(
         "## 2. Flow\nUSPS class c is pushed onto MNIST class c (`correspondence='identity'`); "
@@ -70,7 +71,7 @@ CELLS = [
         "                   label_update_every=5)\n"
         "result = flow.run(Xs, ys)\n"
         "print(f\"objective {result.history[0]['objective']:.2f} → {result.objective:.2f}\")\n"
-        "display(Image(plots.image_rows({'before': result.X0, 'after': result.X}, OUT / 'flow.png')))"
+        "display(plots.image_rows({'before': result.X0, 'after': result.X}, OUT / 'flow.png'))"
     ),
     new_markdown_cell(
         "## 3. Re-purpose\nA classifier that has only seen MNIST, scored on USPS (label c counts as right when "

@@ -23,11 +23,12 @@ CELLS = [
         "(when unset, USPS's test digits from `USPS/usps.t.bz2` are written there as PNGs first)."
     ),
     new_code_cell(
+        "%matplotlib inline\n"
         "import os\n"
         "import tempfile\n"
         "from pathlib import Path\n\n"
         "import torch\n"
-        "from IPython.display import Image, display\n\n"
+        "from IPython.display import display\n\n"
         "from otdata import plots\n"
         "from otdata.data import ImageFolderDataModule, MNISTDataModule\n"
         "from otdata.distance import DatasetDistance\n"
@@ -69,8 +70,8 @@ CELLS = [
         "Xs, ys = mine.tensors('train', flatten=True)\n"
         "Xt, yt = mnist.tensors('train', flatten=True)\n"
         "print(f'{mine.name}: {tuple(Xs.shape)}, classes {mine.class_names}; MNIST {tuple(Xt.shape)}')\n"
-        "display(Image(plots.image_rows({mine.name: Xs[ys.argsort()][:: max(1, len(ys) // 12)],\n"
-        "                                'MNIST': Xt[yt.argsort()][:: max(1, len(yt) // 12)]}, OUT / 'data.png')))"
+        "display(plots.image_rows({mine.name: Xs[ys.argsort()][:: max(1, len(ys) // 12)],\n"
+        "                          'MNIST': Xt[yt.argsort()][:: max(1, len(yt) // 12)]}, OUT / 'data.png'))"
     ),
     new_markdown_cell(
         "## 2. Distance\n`value` is the OTDD; `label_distances[i, j]` is the distance between your "
@@ -79,9 +80,9 @@ CELLS = [
     new_code_cell(
         "res = DatasetDistance()(Xs, ys, Xt, yt, class_names1=mine.class_names, class_names2=mnist.class_names)\n"
         "print(f'OTDD({mine.name}, MNIST) = {res.value:.2f}   (converged: {res.converged})')\n"
-        "display(Image(plots.label_distance_heatmap(res.label_distances, mine.class_names,\n"
-        "                                           mnist.class_names, OUT / 'labels.png',\n"
-        "                                           row_label=mine.name, col_label='MNIST')))"
+        "display(plots.label_distance_heatmap(res.label_distances, mine.class_names,\n"
+        "                                     mnist.class_names, OUT / 'labels.png',\n"
+        "                                     row_label=mine.name, col_label='MNIST'))"
     ),
     new_markdown_cell(
         "## 3. Flow\nYour class c is pushed onto MNIST class c (`correspondence='identity'`, right "
@@ -92,7 +93,7 @@ CELLS = [
         "                   correspondence='identity', progress=False, label_update_every=5)\n"
         "result = flow.run(Xs, ys)\n"
         "print(f\"objective {result.history[0]['objective']:.2f} → {result.objective:.2f}\")\n"
-        "display(Image(plots.image_rows({'before': result.X0, 'after': result.X}, OUT / 'flow.png')))"
+        "display(plots.image_rows({'before': result.X0, 'after': result.X}, OUT / 'flow.png'))"
     ),
     new_markdown_cell(
         "## 4. Re-purpose\nA classifier that has only seen MNIST, scored on your images (class c counts "

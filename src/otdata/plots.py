@@ -1,5 +1,14 @@
 """Figures people would rather look at than read: label-distance heatmaps, correspondence grids,
-before/after image grids and labeled scatter plots. Every function writes a PNG and returns its path."""
+before/after image grids, labeled scatter plots, and an OT coupling: as a matrix sorted by class
+(:func:`coupling_matrix`) and as coupled pairs of samples in one 2-D plane
+(:func:`samples_and_coupling`).
+
+Every function returns its matplotlib ``Figure`` (a notebook shows it when it ends a cell) and, given
+a ``path``, also writes it there as a PNG; ``path=None`` writes nothing. The figure is released from
+pyplot once drawn, so a loop of figures holds no memory and a notebook shows each one once. Importing
+this module leaves the matplotlib backend alone (a notebook's inline backend keeps working; with no
+display, matplotlib itself falls back to Agg).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
@@ -22,6 +29,14 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def finish(fig: Figure, path: str | Path | None, dpi: int = 120) -> Figure:
+    """Write ``fig`` to ``path`` when one is given, release it from pyplot, and return it."""
+    if path is not None:
+        save_figure(fig, path, dpi=dpi)
+    plt.close(fig)
+    return fig
 
 
 def as_images(X: torch.Tensor, image_shape: Sequence[int] | None = None) -> np.ndarray:
@@ -38,10 +53,10 @@ def as_images(X: torch.Tensor, image_shape: Sequence[int] | None = None) -> np.n
 
 
 def label_distance_heatmap(
-    distances: torch.Tensor, row_names: Sequence[str], col_names: Sequence[str], path: str | Path,
-    title: str = "Label distances", row_label: str = "source", col_label: str = "target",
+    distances: torch.Tensor, row_names: Sequence[str], col_names: Sequence[str],
+    path: str | Path | None = None, title: str = "Label distances", row_label: str = "source", col_label: str = "target",
     colorbar_label: str = "label distance", cmap: str = "viridis_r", fmt: str = "{:.3g}",
-) -> Path:
+) -> Figure:
     """Annotated heatmap of a (C1, C2) label-distance matrix (as in the OTDD paper's MNIST×USPS
     figure), or of any class-by-class matrix (``cmap``, ``fmt`` for the cell texts)."""
     D = torch.as_tensor(distances).detach().cpu().numpy()
@@ -61,7 +76,7 @@ def label_distance_heatmap(
                         color="white" if D[i, j] > threshold else "black")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     bar.set_label(colorbar_label)
-    return save_figure(fig, path)
+    return finish(fig, path)
 
 
 def _class_name(names: Sequence[str] | None, label) -> str:
@@ -94,12 +109,12 @@ def one_per_class(y: torch.Tensor, limit: int) -> list[int]:
 
 
 def correspondence_grid(
-    X_source: torch.Tensor, X_target: torch.Tensor, matches: torch.Tensor, path: str | Path,
-    image_shape: Sequence[int] | None = None, rows: int = 8, title: str | None = None,
+    X_source: torch.Tensor, X_target: torch.Tensor, matches: torch.Tensor,
+    path: str | Path | None = None, image_shape: Sequence[int] | None = None, rows: int = 8, title: str | None = None,
     y_source: torch.Tensor | None = None, y_target: torch.Tensor | None = None,
     source_classes: Sequence[str] | None = None, target_classes: Sequence[str] | None = None,
     source_name: str = "source", target_name: str = "target",
-) -> Path:
+) -> Figure:
     """Each row: one source item, then the target items the coupling sends most of its mass to.
 
     `matches` is `(n_source, k)` target indices (e.g. the top-k of each coupling row). With labels,
@@ -135,16 +150,16 @@ def correspondence_grid(
                  f"{k} {target_name} items\nthe OTDD coupling sends most of its mass to "
                  "(class names under the images)", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return finish(fig, path)
 
 
 def image_rows(
-    rows: dict[str, torch.Tensor], path: str | Path, image_shape: Sequence[int] | None = None,
+    rows: dict[str, torch.Tensor], path: str | Path | None = None, image_shape: Sequence[int] | None = None,
     per_row: int = 12, title: str | None = None,
     captions: Mapping[str, Sequence[str]] | None = None, separate: Sequence[str] = (),
     separate_note: str = "not paired with the columns above",
     caption_colors: Mapping[str, Sequence[str | None]] | None = None,
-) -> Path:
+) -> Figure:
     """One row of images per entry of `rows` (e.g. {"before": X0, "after": X1}), first `per_row` each.
 
     `captions[name]` puts a text under each image of that row (class name, prediction). Rows named
@@ -192,13 +207,13 @@ def image_rows(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(wspace=0.08, hspace=0.45 if captions else 0.12)
-    return save_figure(fig, path)
+    return finish(fig, path)
 
 
 def labeled_scatter(
-    x: Sequence[float], y: Sequence[float], labels: Sequence[str], path: str | Path,
-    xlabel: str, ylabel: str, title: str = "",
-) -> Path:
+    x: Sequence[float], y: Sequence[float], labels: Sequence[str], path: str | Path | None = None,
+    xlabel: str = "", ylabel: str = "", title: str = "",
+) -> Figure:
     """Scatter plot with a text label next to each point and a least-squares line."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -213,7 +228,142 @@ def labeled_scatter(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return finish(fig, path)
+
+
+def _dense(coupling) -> np.ndarray:
+    """A coupling (dense or sparse tensor, numpy array) as a dense float64 numpy array."""
+    if torch.is_tensor(coupling):
+        coupling = (coupling.to_dense() if coupling.is_sparse else coupling).detach().cpu().double().numpy()
+    return np.asarray(coupling, dtype=float)
+
+
+def _labels_for(coupling: np.ndarray, y_source, y_target) -> tuple[np.ndarray, np.ndarray]:
+    """The two label vectors as integer numpy arrays, checked against the coupling's shape."""
+    ys = torch.as_tensor(y_source).cpu().long().numpy().ravel()
+    yt = torch.as_tensor(y_target).cpu().long().numpy().ravel()
+    if coupling.ndim != 2 or coupling.shape != (len(ys), len(yt)):
+        raise ValueError(f"the coupling has shape {coupling.shape} but there are {len(ys)} source and "
+                         f"{len(yt)} target labels; pass the labels of the two datasets in the order "
+                         "the distance saw them (rows: source, columns: target).")
+    return ys, yt
+
+
+def coupling_matrix(
+    coupling, y_source, y_target, source_classes: Sequence[str] | None = None,
+    target_classes: Sequence[str] | None = None, path: str | Path | None = None,
+    source_name: str = "source", target_name: str = "target", title: str | None = None,
+    cmap: str = "Blues",
+) -> Figure:
+    """The coupling ``pi`` (``(n_source, n_target)``, e.g. ``DistanceResult.coupling()``) as an image
+    whose rows and columns are sorted by class, with the class boundaries drawn and each block named
+    (as in the OTDD paper): a coupling that respects classes is block-diagonal. The image holds the
+    sorted coupling itself; the colour scale is a square root, so that small masses stay visible.
+    When the two datasets share class names, the title gives the share of the mass that stays
+    within a class."""
+    from matplotlib.colors import PowerNorm
+
+    P = _dense(coupling)
+    ys, yt = _labels_for(P, y_source, y_target)
+    rows, cols = np.argsort(ys, kind="stable"), np.argsort(yt, kind="stable")
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    image = ax.imshow(P[rows][:, cols], cmap=cmap, aspect="auto", interpolation="antialiased",
+                      norm=PowerNorm(0.5, vmin=0.0, vmax=max(float(P.max()), 1e-300)))
+    for set_ticks, line, labels, names in ((ax.set_yticks, ax.axhline, ys[rows], source_classes),
+                                           (ax.set_xticks, ax.axvline, yt[cols], target_classes)):
+        values, starts, counts = np.unique(labels, return_index=True, return_counts=True)
+        for start in starts[1:]:
+            line(start - 0.5, color="0.35", lw=0.8)
+        set_ticks(starts + (counts - 1) / 2, [_class_name(names, c) for c in values], fontsize=10)
+    ax.set_ylabel(f"{source_name} items (sorted by class)", fontsize=11)
+    ax.set_xlabel(f"{target_name} items (sorted by class)", fontsize=11)
+    source_names = np.array([_class_name(source_classes, c) for c in ys])
+    target_names = np.array([_class_name(target_classes, c) for c in yt])
+    if title is None:
+        title = f"Optimal coupling {source_name} → {target_name}"
+        if set(source_names) == set(target_names):
+            same = P[source_names[:, None] == target_names[None, :]].sum() / P.sum()
+            title += f"\n{100 * same:.1f} % of the mass stays within a class"
+    ax.set_title(title, fontsize=12)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("coupling mass (square-root scale)", fontsize=10)
+    bar.ax.tick_params(labelsize=10)
+    return finish(fig, path)
+
+
+def _class_colors(names: list[str]) -> dict[str, tuple]:
+    """One colour per class name (tab10 up to 10 classes, tab20 up to 20, else a continuous map)."""
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20" if len(names) <= 20 else "turbo")
+    return {n: cmap(i if len(names) <= 20 else i / max(1, len(names) - 1)) for i, n in enumerate(names)}
+
+
+def pca_2d(*datasets) -> list[np.ndarray]:
+    """Each dataset, centred on its own mean, projected on the first two principal axes of all of
+    them together: one plane for all, whose axes show the variation the datasets share (their class
+    structure) rather than the offset between their means, which would take the first axis."""
+    flat = [torch.as_tensor(X).detach().cpu().double().reshape(len(X), -1).numpy() for X in datasets]
+    if len({X.shape[1] for X in flat}) > 1:
+        raise ValueError(f"the datasets have {[X.shape[1] for X in flat]} features; a common 2-D "
+                         "embedding needs one feature space (resize or embed them first).")
+    Z = np.concatenate([X - X.mean(0) for X in flat])
+    _, _, Vt = np.linalg.svd(Z, full_matrices=False)
+    return np.split(Z @ Vt[:2].T, np.cumsum([len(X) for X in flat])[:-1])
+
+
+def samples_and_coupling(
+    X_source, y_source, X_target, y_target, coupling, n_lines: int = 40,
+    source_classes: Sequence[str] | None = None, target_classes: Sequence[str] | None = None,
+    path: str | Path | None = None, source_name: str = "source", target_name: str = "target",
+    title: str | None = None, seed: int = 0,
+) -> Figure:
+    """Source samples beside the target samples, in one PCA plane of both datasets (:func:`pca_2d`),
+    coloured by class, with a line for ``n_lines`` coupled pairs: ``n_lines`` source items drawn at random
+    (``seed``), each joined to the target item its coupling row sends the most mass to.
+
+    Each cloud is scaled to unit spread (a dataset of larger pixel variance would otherwise squeeze
+    the other) and the target cloud is drawn to the right of the source cloud, so the lines
+    read left to right; a line that ends in a cloud of its own colour joins two items of the same
+    class. The lines are one ``LineCollection`` (``gid="coupled pairs"``)."""
+    from matplotlib.collections import LineCollection
+
+    P = _dense(coupling)
+    ys, yt = _labels_for(P, y_source, y_target)
+    if not 1 <= int(n_lines) <= len(ys):
+        raise ValueError(f"n_lines={n_lines}: choose between 1 and the {len(ys)} source items.")
+    Zs, Zt = (Z / max(Z.std(), 1e-12) for Z in pca_2d(X_source, X_target))  # clouds of one size
+    shift = 1.25 * (max(Zs[:, 0].max(), Zt[:, 0].max()) - min(Zs[:, 0].min(), Zt[:, 0].min()))
+    Zt = Zt + np.array([shift, 0.0])
+    names_s = [_class_name(source_classes, c) for c in ys]
+    names_t = [_class_name(target_classes, c) for c in yt]
+    colors = _class_colors(list(dict.fromkeys([_class_name(source_classes, c) for c in np.unique(ys)] +
+                                              [_class_name(target_classes, c) for c in np.unique(yt)])))
+    fig, ax = plt.subplots(figsize=(11, 5.8))
+    picks = np.random.default_rng(seed).choice(len(ys), size=int(n_lines), replace=False)
+    ends = P[picks].argmax(1)
+    ax.add_collection(LineCollection(np.stack([Zs[picks], Zt[ends]], axis=1), linewidths=0.8,
+                                     colors=[colors[names_s[i]] for i in picks], alpha=0.55,
+                                     gid="coupled pairs", zorder=1))
+    for Z, names, marker in ((Zs, names_s, "o"), (Zt, names_t, "s")):
+        ax.scatter(Z[:, 0], Z[:, 1], c=[colors[n] for n in names], s=10, marker=marker, alpha=0.75,
+                   linewidths=0, zorder=2)
+    ax.scatter(Zs[picks, 0], Zs[picks, 1], s=28, facecolors="none", edgecolors="black",
+               linewidths=0.7, zorder=3)
+    for Z, name in ((Zs, source_name), (Zt, target_name)):
+        ax.text(Z[:, 0].mean(), 0.97, name, ha="center", va="top", fontsize=12, fontweight="bold",
+                transform=ax.get_xaxis_transform())
+    handles = [plt.Line2D([], [], ls="", marker="o", color=c, label=n) for n, c in colors.items()]
+    ax.legend(handles=handles, title="class", fontsize=10, title_fontsize=10, loc="center left",
+              bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("first principal axis of both datasets, each centred (target shifted right)",
+                  fontsize=10)
+    ax.set_ylabel("second principal axis", fontsize=10)
+    ax.set_title(title or f"{source_name} samples and the {target_name} samples the optimal "
+                 f"coupling sends them to\n({n_lines} random {source_name} items, each joined to its "
+                 "largest coupling entry; circled)", fontsize=12)
+    ax.margins(0.04, 0.14)
+    return finish(fig, path)
 
 
 def transfer_scatter(rows: list[dict], key: str, outcome: str, ax, title: str) -> None:
@@ -231,12 +381,15 @@ def transfer_scatter(rows: list[dict], key: str, outcome: str, ax, title: str) -
     ax.set_title(title, fontsize=8)
 
 
-def transfer_figures(rows: list[dict], stats: list[dict], out: Path, outcome: str) -> None:
+def transfer_figures(rows: list[dict], stats: list[dict], out: Path | None, outcome: str
+                     ) -> dict[str, Figure]:
     """The transferability experiment's figures: `scatter.png` (outcome against the OTDD, one point
-    per pair) and, with more than one distance, `scatter_all.png` (one panel per distance)."""
+    per pair) and, with more than one distance, `scatter_all.png` (one panel per distance), by file
+    name; written into the folder `out` unless it is None."""
     done = [r for r in rows if r.get("status") == "ok"]
+    figs: dict[str, Figure] = {}
     if not done:
-        return
+        return figs
     by_key = {(s["distance"], s["outcome"]): s for s in stats}
 
     def title(key):
@@ -250,7 +403,7 @@ def transfer_figures(rows: list[dict], stats: list[dict], out: Path, outcome: st
 
     fig, ax = plt.subplots(figsize=(7, 5))
     transfer_scatter(done, "otdd", outcome, ax, title("otdd"))
-    save_figure(fig, out / "scatter.png")
+    figs["scatter.png"] = fig
     keys = [s["distance"] for s in stats if s["outcome"] == outcome]
     if len(keys) > 1:
         cols = min(3, len(keys))
@@ -261,4 +414,5 @@ def transfer_figures(rows: list[dict], stats: list[dict], out: Path, outcome: st
         for ax in list(axes.flat)[len(keys):]:
             ax.axis("off")
         fig.tight_layout()
-        save_figure(fig, out / "scatter_all.png")
+        figs["scatter_all.png"] = fig
+    return {name: finish(fig, None if out is None else out / name) for name, fig in figs.items()}
