@@ -89,9 +89,10 @@ def test_learned_map_refuses_nan_pairs():
 
 # -- property test -------------------------------------------------------------------------------
 
-# integers up to 1e6: a network of a billion units is a memory error, not a setting to check
+# integers up to 1e3: an image side or layer width of 1e5 builds a network of tens of GB, which is a
+# memory error, not a setting to check (such draws once took the whole suite down)
 ANY = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 5), st.integers(-10**6, 10**6),
+    st.none(), st.booleans(), st.integers(-5, 5), st.integers(-10**3, 10**3),
     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
     st.sampled_from(["abc", "1e-3", "auto", "dense", "float64", "fp32"]),
     st.lists(st.integers(0, 3), max_size=2),
@@ -128,7 +129,7 @@ CASES = st.one_of(*(st.tuples(st.just(kind), st.sampled_from(names)) for kind, n
                      ("flow", FLOW), ("learned", LEARNED))))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(case=CASES, value=ANY)
 def test_every_setting_value_gives_an_object_or_a_clear_error(case, value):
     kind, setting = case
@@ -156,7 +157,7 @@ CLI_VALUES = st.sampled_from(["abc", "1.5", "-3", "0", "null", "true", "[1,2]", 
                               "''", "{a: 1}"])
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(_typed_keys()), value=CLI_VALUES)
 def test_every_task_key_composes_or_is_refused_naming_it(key, value):
     from hydra.errors import ConfigCompositionException
