@@ -127,12 +127,18 @@ def test_jobs_that_raise_or_miss_data_fail_as_failures_and_the_summary_is_writte
     assert "| failed |" in out                       # the summary is printed before the message
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal: a suite started in the background by a script inherits an ignored
+    SIGINT, and Python then never raises KeyboardInterrupt in the submitter."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _submit_in_background(tmp_path: Path, data: Path, extra: list[str]):
     """Start a one-job sweep and return (process, job id) once the submitter printed the id."""
     args = ["-m", *CLUSTER, *TINY, "hydra.sweep.dir=sweep", *extra]
     process = subprocess.Popen([sys.executable, "-m", "otdata.cli", *args], cwd=tmp_path,
                                env=_env(tmp_path, data), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
     lines = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
