@@ -6,8 +6,8 @@ the test suite can execute it on tiny generated files.
 
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebook_file import write_notebook
 
 CELLS = [
     new_markdown_cell(
@@ -92,11 +92,7 @@ CELLS = [
 
 
 def main() -> Path:
-    notebook = new_notebook(cells=CELLS, metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
-    path = Path(__file__).with_name("quickstart.ipynb")
-    nbformat.write(notebook, path)
-    return path
+    return write_notebook(CELLS, Path(__file__).with_name("quickstart.ipynb"))
 
 
 if __name__ == "__main__":

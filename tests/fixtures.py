@@ -253,3 +253,18 @@ def write_user_data(root: Path) -> Path:
     write_zhang_csv(root, "amazon_review_full_csv", 2, 5)
     write_zhang_csv(root, "yahoo_answers_csv", 3, 10)
     return root
+
+
+def run_notebook(path, tmp_path) -> tuple[str, list]:
+    """Execute a notebook top to bottom in `tmp_path` (the caller sets its environment) and return
+    the text of its printed output and all its code cells' outputs; a cell that raises fails the
+    test."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    return "".join(o.get("text", "") for o in outputs if o.output_type == "stream"), outputs

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests.fixtures import run_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 
@@ -18,12 +18,7 @@ def test_quickstart_executes_on_tiny_data(data_root, monkeypatch, tmp_path):
     monkeypatch.setenv("QUICKSTART_STEPS", "3")
     monkeypatch.setenv("QUICKSTART_EPOCHS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    text, outputs = run_notebook(NOTEBOOK, tmp_path)
     assert "OTDD(USPS, MNIST) =" in text and "objective" in text
     table = text[text.index("| data |"):]
     accuracies = [float(line.rsplit("|", 2)[1]) for line in table.splitlines()[2:6]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests.fixtures import run_notebook
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "your_own_data.ipynb"
 
@@ -20,12 +20,7 @@ def test_your_own_data_notebook_executes_on_tiny_data(data_root, monkeypatch, tm
     monkeypatch.setenv("YOUR_DATA_STEPS", "3")
     monkeypatch.setenv("YOUR_DATA_EPOCHS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    text, outputs = run_notebook(NOTEBOOK, tmp_path)
     assert "my_digits: (24, 784), classes ['0', '1'," in text   # 30 PNGs, 20 % held out
     assert "OTDD(my_digits, MNIST) =" in text and "objective" in text
     assert len(list((tmp_path / "my_digits").rglob("*.png"))) == 30
