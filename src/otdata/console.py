@@ -104,6 +104,18 @@ def setup() -> None:
     warnings.showwarning = _log_warning
 
 
+def quiet_vendor_lines() -> None:
+    """For the Python API (no :func:`setup`): vendor adverts dropped from the vendor loggers' own
+    handlers and the `srun` hint ignored; the user's logging and other warnings are left alone.
+    Safe to call more than once."""
+    for name in VENDOR_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, DropAdverts) for f in handler.filters):
+                handler.addFilter(DropAdverts())
+    for category, message in IGNORED_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one log line (`warning: ConvergenceWarning: ...`), in the console and the log
     file, instead of Python's two lines with a source excerpt."""

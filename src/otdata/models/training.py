@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
+from otdata.console import quiet_vendor_lines
 from otdata.models.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def load_or_train_classifier(
     if datamodule is None:
         raise ValueError(f"No checkpoint at {checkpoint}, and no datamodule to train one on.")
 
+    quiet_vendor_lines()  # no vendor adverts or srun hint on the Python API path either
     L.seed_everything(seed, workers=True)
     if isinstance(model, Classifier):
         classifier = model
