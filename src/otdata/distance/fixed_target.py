@@ -366,7 +366,9 @@ class FixedTargetOTDD:
             W_st = self._penalise(W_st, state, X)
             b, _ = self.target_measure(state, eps)
             cost = MatrixCost(self.dd.ground_cost(X, self.Xt.to(X.dtype), W_st, state.yi, self.tyi).block(0, n))
-            res = sinkhorn(None, b, cost, eps, self.solver, differentiable=False, transport_cost=False)
+            init = self._warm_init(n, "xy")  # the last evaluation's potentials, on the same problem
+            res = sinkhorn(None, b, cost, eps, self.solver, init=init, eps_scaling=init is None,
+                           differentiable=False, transport_cost=False)
             P = res.coupling(dense=True, max_elements=max_elements)
             return _class_sums(P, state.yi, len(state.classes), self.tyi, len(self.tclasses)), bool(res.converged)
 

@@ -267,13 +267,15 @@ class DatasetFlow:
         ``checkpoint_dir``. Source and target are features and labels, or each one dataset
         :func:`otdata.data.as_labeled` accepts (``run(loader, target=(Xt, yt))``)."""
         run = self._setup(Xs, ys, target, resume)
+        rule = StepRule(self.step_size, self.label_step_size, self.max_grad_norm, self.clamp, self.tol,
+                        self.patience)
         progress = self._progress()
         task = progress.add_task("flow", total=self.steps, completed=run.step) if progress else None
         if progress:
             progress.start()
         try:
             while run.step < self.steps and not run.converged:
-                fval = take_step(run, self._objective, self._rule())
+                fval = take_step(run, self._objective, rule)
                 if progress:
                     progress.update(task, advance=1, description=f"flow F={fval:.4g}")
                 if self.checkpoint_dir and self.checkpoint_every > 0 and (
@@ -353,10 +355,6 @@ class DatasetFlow:
         run.state.correspondence = ck["correspondence"]
         for (_, _, f), sd in zip(self.terms, ck["objective_state"]):
             f.load_state_dict(sd)
-
-    def _rule(self) -> StepRule:
-        return StepRule(self.step_size, self.label_step_size, self.max_grad_norm, self.clamp, self.tol,
-                        self.patience)
 
     def _checkpoint(self, run: FlowRun) -> None:
         state = {
