@@ -105,7 +105,8 @@ def test_config_hook_builds_the_steps(data_root, tmp_path, mobilenet):
 @pytest.fixture(scope="module")
 def mobilenet(tmp_path_factory):
     """A randomly initialised torchvision MobileNetV3-small (4 classes), saved as a state dict."""
-    torchvision = pytest.importorskip("torchvision")
+    import torchvision
+
     torch.manual_seed(0)
     net = torchvision.models.get_model("mobilenet_v3_small", weights=None, num_classes=4)
     path = tmp_path_factory.mktemp("enc") / "mobilenet.pt"
@@ -129,7 +130,7 @@ def test_torchvision_encoder_is_the_penultimate_layer(mobilenet):
 
 
 def test_hf_encoder_from_a_local_folder(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers
     torch.manual_seed(0)
     config = transformers.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                     intermediate_size=32, image_size=16, patch_size=8)
@@ -181,7 +182,7 @@ def test_as_labeled_applies_a_step_or_a_text_encoder(tiny_bert):
     encoder = TextEncoder(tiny_bert, progress=False)
     want = encoder.encode(texts)
     assert torch.allclose(as_labeled(texts, [0, 1, 0, 1], features=encoder).X, want)
-    datasets = pytest.importorskip("datasets")
+    import datasets
     ds = datasets.Dataset.from_dict({"text": texts, "label": [0, 1, 0, 1]},
                                     features=datasets.Features({"text": datasets.Value("string"),
                                                                 "label": datasets.ClassLabel(names=["x", "y"])}))

@@ -4,7 +4,6 @@ whichever kind they were handed, and bad input is refused with the problem and t
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -67,7 +66,7 @@ class ItemsDataset(Dataset):
 
 
 def hf_dataset(X, y):
-    datasets = pytest.importorskip("datasets")
+    import datasets
     arr = X.numpy()
     pics = [Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)) for a in arr]
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=NAMES)})
@@ -149,7 +148,9 @@ def test_hf_dataset_columns_are_named_in_errors():
     ds = hf_dataset(X, y)
     with pytest.raises(ValueError, match=r"no label column 'target'.*\['image', 'label'\]"):
         as_labeled(ds, label_column="target")
-    texts = pytest.importorskip("datasets").Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
+    import datasets
+
+    texts = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
     with pytest.raises(TypeError, match="holds text; embed it first"):
         as_labeled(texts, x_column="text")
     assert torch.equal(as_labeled(ds, "label").y, y)  # the label column named positionally
