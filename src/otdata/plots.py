@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from otdata.class_names import class_name
+
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
     """Write a matplotlib figure as PNG (making the folder) and close it."""
@@ -79,19 +81,14 @@ def label_distance_heatmap(
     return finish(fig, path)
 
 
-def _class_name(names: Sequence[str] | None, label) -> str:
-    label = int(label)
-    return str(names[label]) if names is not None and 0 <= label < len(names) else str(label)
-
-
 def class_captions(labels, names: Sequence[str] | None = None, predicted=None,
                    predicted_names: Sequence[str] | None = None) -> list[str]:
     """Captions for `image_rows`: each image's class name, and with `predicted` a second line with
     what a classifier says (e.g. `Trouser` / `model: 1`)."""
     labels = [int(c) for c in torch.as_tensor(labels).flatten()]
-    texts = [_class_name(names, c) for c in labels]
+    texts = [class_name(names, c) for c in labels]
     if predicted is not None:
-        said = [_class_name(predicted_names, c) for c in torch.as_tensor(predicted).flatten()]
+        said = [class_name(predicted_names, c) for c in torch.as_tensor(predicted).flatten()]
         texts = [f"{t}\nmodel: {p}" for t, p in zip(texts, said)]
     return texts
 
@@ -133,12 +130,12 @@ def correspondence_grid(
     for r, i in enumerate(picks):
         axes[r, 0].imshow(source[i], cmap="gray")
         if y_source is not None:
-            axes[r, 0].set_xlabel(_class_name(source_classes, y_source[i]), fontsize=7, labelpad=1)
+            axes[r, 0].set_xlabel(class_name(source_classes, y_source[i]), fontsize=7, labelpad=1)
         for j in range(k):
             t = int(matches[i, j])
             axes[r, j + 1].imshow(target[t], cmap="gray")
             if y_target is not None:
-                axes[r, j + 1].set_xlabel(_class_name(target_classes, y_target[t]), fontsize=7,
+                axes[r, j + 1].set_xlabel(class_name(target_classes, y_target[t]), fontsize=7,
                                           labelpad=1)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -274,11 +271,11 @@ def coupling_matrix(
         values, starts, counts = np.unique(labels, return_index=True, return_counts=True)
         for start in starts[1:]:
             line(start - 0.5, color="0.35", lw=0.8)
-        set_ticks(starts + (counts - 1) / 2, [_class_name(names, c) for c in values], fontsize=10)
+        set_ticks(starts + (counts - 1) / 2, [class_name(names, c) for c in values], fontsize=10)
     ax.set_ylabel(f"{source_name} items (sorted by class)", fontsize=11)
     ax.set_xlabel(f"{target_name} items (sorted by class)", fontsize=11)
-    source_names = np.array([_class_name(source_classes, c) for c in ys])
-    target_names = np.array([_class_name(target_classes, c) for c in yt])
+    source_names = np.array([class_name(source_classes, c) for c in ys])
+    target_names = np.array([class_name(target_classes, c) for c in yt])
     if title is None:
         title = f"Optimal coupling {source_name} → {target_name}"
         if set(source_names) == set(target_names):
@@ -333,10 +330,10 @@ def samples_and_coupling(
     Zs, Zt = (Z / max(Z.std(), 1e-12) for Z in pca_2d(X_source, X_target))  # clouds of one size
     shift = 1.25 * (max(Zs[:, 0].max(), Zt[:, 0].max()) - min(Zs[:, 0].min(), Zt[:, 0].min()))
     Zt = Zt + np.array([shift, 0.0])
-    names_s = [_class_name(source_classes, c) for c in ys]
-    names_t = [_class_name(target_classes, c) for c in yt]
-    colors = _class_colors(list(dict.fromkeys([_class_name(source_classes, c) for c in np.unique(ys)] +
-                                              [_class_name(target_classes, c) for c in np.unique(yt)])))
+    names_s = [class_name(source_classes, c) for c in ys]
+    names_t = [class_name(target_classes, c) for c in yt]
+    colors = _class_colors(list(dict.fromkeys([class_name(source_classes, c) for c in np.unique(ys)] +
+                                              [class_name(target_classes, c) for c in np.unique(yt)])))
     fig, ax = plt.subplots(figsize=(11, 5.8))
     picks = np.random.default_rng(seed).choice(len(ys), size=int(n_lines), replace=False)
     ends = P[picks].argmax(1)

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from otdata.class_names import class_name
+
 from .correspondence import match_classes
 
 __all__ = ["ClassFidelity", "ClassFidelityWarning", "class_fidelity", "FIDELITY_WARN"]
@@ -79,10 +81,10 @@ class ClassFidelity:
                 target_names: Sequence[str] | None = None) -> str:
         """One paragraph for the log or a warning: the fidelity, the worst leaks and the fix."""
         def sn(c):
-            return _name(source_names, c)
+            return class_name(source_names, c)
 
         def tn(t):
-            return _name(target_names, t)
+            return class_name(target_names, t)
 
         head = f"class fidelity {100 * self.overall:.2f} % ({self.matching} matching)"
         if self.keeps_classes:
@@ -99,7 +101,7 @@ class ClassFidelity:
     def rows(self, source_names: Sequence[str] | None = None,
              target_names: Sequence[str] | None = None) -> list[dict]:
         """One table row per source class."""
-        return [{"source_class": _name(source_names, c), "matched_target": _name(target_names, self.matched[c]),
+        return [{"source_class": class_name(source_names, c), "matched_target": class_name(target_names, self.matched[c]),
                  "share_of_particles": round(self.class_shares[i], 4) if self.class_shares else None,
                  "fidelity": round(self.per_class[c], 4)}
                 for i, c in enumerate(self.source_classes)]
@@ -114,11 +116,6 @@ class ClassFidelity:
     @classmethod
     def from_dict(cls, d: dict) -> "ClassFidelity":
         return cls(**d)
-
-
-def _name(names, label) -> str:
-    label = int(label)
-    return str(names[label]) if names is not None and 0 <= label < len(names) else str(label)
 
 
 def class_fidelity(mass: torch.Tensor, source_classes, target_classes,

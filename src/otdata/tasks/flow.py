@@ -27,6 +27,7 @@ from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig
 
 from otdata import plots
+from otdata.class_names import class_name
 from otdata.flows import figures
 from otdata.flows.fidelity import ClassFidelity, ClassFidelityWarning, warn_if_scrambled
 from otdata.tables import write_table
@@ -63,9 +64,9 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
         return
     names = list(source_classes) if source_classes is not None else None
     picks = plots.one_per_class(result.y, 12)
-    before = [_name(names, result.y[i]) for i in picks]
+    before = [class_name(names, result.y[i]) for i in picks]
     corr = result.correspondence or {}
-    after = [f"→ {_name(target_classes, corr[int(result.y[i])])}" if int(result.y[i]) in corr
+    after = [f"→ {class_name(target_classes, corr[int(result.y[i])])}" if int(result.y[i]) in corr
              else before[j] for j, i in enumerate(picks)]
     rows = {"before": result.X0[picks], "after": result.X[picks]}
     captions = {"before": before, "after": after}
@@ -74,7 +75,7 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
     if yt is not None:
         target_picks = plots.one_per_class(yt, 12)
         rows[f"{target_name} samples"] = Xt[target_picks]
-        captions[f"{target_name} samples"] = [_name(target_classes, yt[i]) for i in target_picks]
+        captions[f"{target_name} samples"] = [class_name(target_classes, yt[i]) for i in target_picks]
         expected[f"{target_name} samples"] = yt[target_picks]
         separate = (f"{target_name} samples",)
     else:
@@ -96,7 +97,7 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
         labels = result.y[torch.as_tensor(indices)] if indices is not None else result.y
         figures.save_flow_snapshots(result.trajectory, out / "flow_snapshots.png",
                                     image_shape=image_shape,
-                                    captions=[_name(names, c) for c in labels],
+                                    captions=[class_name(names, c) for c in labels],
                                     title=f"{title}: particles along the flow (same particles in "
                                           "every row; class names below)")
         figures.save_flow_gif(result.trajectory, out / "flow.gif", image_shape=image_shape,
@@ -157,7 +158,7 @@ def report_fidelity(result, out: Path, source, target) -> None:
         return
     sn, tn = source.class_names, target.class_names
     write_table(fid.rows(sn, tn), out / "fidelity", notes=FIDELITY_NOTES)
-    names = [_name(sn, c) for c in fid.source_classes], [_name(tn, t) for t in fid.target_classes]
+    names = [class_name(sn, c) for c in fid.source_classes], [class_name(tn, t) for t in fid.target_classes]
     plots.label_distance_heatmap(
         100 * fid.mass, *names, out / "class_mass.png", cmap="Blues", fmt="{:.0f}",
         title=f"{source.name} → {target.name}: where the final coupling sends each class\n"
@@ -188,11 +189,6 @@ def settings_note(config: dict) -> str:
             flat[key] = value
     return "Settings (`flow` config): " + ", ".join(
         f"`{k}={v}`" for k, v in flat.items() if v is not None) + "."
-
-
-def _name(names, label) -> str:
-    label = int(label)
-    return str(names[label]) if names is not None and 0 <= label < len(names) else str(label)
 
 
 def image_shape_of(datamodule, d: int):
