@@ -126,10 +126,15 @@ class Transform:
         index = torch.arange(len(X)) if index is None else torch.as_tensor(index)
         op = v2.Compose([_build(n, p, tuple(X.shape[-2:])) for n, p in self.steps])
         out = torch.empty_like(X)
-        with torch.random.fork_rng(devices=[]):
-            for i, j in enumerate(index.tolist()):
-                torch.manual_seed(_item_seed(seed, split, j))
-                out[i] = op(X[i])
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one small image at a time: threads cost more than they give
+        try:
+            with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+                for i, j in enumerate(index.tolist()):
+                    torch.default_generator.manual_seed(_item_seed(seed, split, j))
+                    out[i] = op(X[i])
+        finally:
+            torch.set_num_threads(threads)
         return out
 
     def describe(self) -> list[dict[str, Any]]:
