@@ -139,10 +139,11 @@ def _show(value: Any) -> str:
 
 @functools.lru_cache(maxsize=None)
 def arguments(cls: type) -> tuple[dict[str, Any], bool]:
-    """The constructor arguments of `cls` with their annotations (`Any` where there is none or it
-    cannot be evaluated; `| None` where the default is None, as PEP 484 once read it, and for a
-    base class's argument, which a subclass may fill in when it is null), following `**kwargs` up the MRO; and whether `cls` takes other keywords
-    too (a `**kwargs` that does not end in a base class's constructor)."""
+    """The constructor arguments of `cls` with their annotations, following `**kwargs` up the MRO;
+    and whether `cls` takes other keywords too (a `**kwargs` that does not end in a base class's
+    constructor). An annotation is `Any` where there is none or it cannot be evaluated, and admits
+    None where the default is None (as PEP 484 once read it) and for a base class's argument,
+    which a subclass may fill in when it is null."""
     hints: dict[str, Any] = {}
     for klass in cls.__mro__:
         init = vars(klass).get("__init__")
@@ -169,8 +170,8 @@ def _annotation(func: Any, annotation: Any) -> Any:
     if isinstance(annotation, str):
         func = inspect.unwrap(func)
         module = sys.modules.get(func.__module__)
-        try:
-            return eval(annotation, dict(vars(module)) if module else {})  # noqa: S307 - the class's own annotation
+        try:  # the annotation the class's own module wrote, as typing.get_type_hints reads it
+            return eval(annotation, dict(vars(module)) if module else {})  # noqa: S307
         except Exception:  # noqa: BLE001 - a name only imported for type checkers: unchecked
             return Any
     return annotation
