@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -107,3 +109,21 @@ def test_the_command_refuses_before_the_run_starts(tmp_path):
     assert "`trainer.max_epochs` = 'abc' (str) is not what lightning.Trainer takes" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()  # refused at composition: no run folder
+
+
+# -- any command-line value of a typed key composes or is refused naming the key ---------------------
+
+CLASS_KEYS = ["trainer.max_epochs", "trainer.devices", "trainer.precision", "trainer.deterministic",
+              "trainer.log_every_n_steps", "source.batch_size", "source.val_fraction",
+              "source.max_samples", "logger.csv.prefix", "callbacks.model_checkpoint.save_top_k",
+              "model.net.dropout", "model.net.channels"]
+CLI_VALUES = ["abc", "1.5", "-3", "0", "null", "true", "[1,2]", "[a]", "1e3", "inf", "''", "{a: 1}"]
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(CLASS_KEYS), value=st.sampled_from(CLI_VALUES))
+def test_every_class_key_composes_or_is_refused_naming_it(key, value):
+    try:
+        compose_config([f"++{key}={value}"])  # ++: set, or add a key the YAML leaves out
+    except ConfigCompositionException as error:
+        assert f"`{key}`" in str(error), str(error)
