@@ -55,6 +55,10 @@ __all__ = ["ConfigTypeError", "check", "install", "nodes"]
 CLOSED = {"trainer": True, "logger.*": True, "callbacks.*": True, "model.net": True,
           "data": False, "source": False, "target": False,
           "data.features": True, "source.features": True, "target.features": True}
+#: Keys a task sets from the data when it builds the node (`otdata.models.build_classifier`): null
+#: there stands for "from the data" (`image_size: ${oc.select:data.image_size,28}` is null for
+#: one's own arrays).
+FROM_DATA = {"model.net": frozenset({"num_classes", "image_size"})}
 #: Hydra's own keys of a `_target_` node.
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
 
@@ -107,6 +111,8 @@ def _node_problems(key: str, node: DictConfig, cls: type, closed: bool) -> list[
                     + f". Fix: drop it, or use one of its arguments: {', '.join(sorted(hints))}.")
             continue
         value = _resolved(node, arg)
+        if value is None and arg in FROM_DATA.get(key, ()):
+            continue
         if value is not _UNKNOWN and not _fits(value, hints[arg]):
             problems.append(
                 f"`{key}.{arg}` = {_show(value)} ({type(value).__name__}) is not what {name} takes: "

@@ -19,7 +19,7 @@ from otdata.config import CONFIG_DIR
 from tests.fixtures import compose_config
 
 #: how one option of each group is chosen on the command line
-CHOICE = {"data": "data@source={}", "features": "features@source.features={}", "debug": "debug={}",
+CHOICE = {"data": "data={0} data@source={0}", "features": "features@source.features={}", "debug": "debug={}",
           "task": "task={}", "experiment": "experiment={}"}
 GROUPS = ["data", "features", "trainer", "logger", "callbacks", "debug", "model", "distance", "flow",
           "paths", "task", "experiment"]
@@ -33,7 +33,7 @@ def _options():
 
 @pytest.mark.parametrize("group,option", list(_options()))
 def test_every_option_composes_to_the_same_config_with_and_without_the_check(group, option, monkeypatch):
-    overrides = [CHOICE.get(group, group + "={}").format(option)]
+    overrides = CHOICE.get(group, group + "={}").format(option).split()
     checked = compose_config(overrides)
     monkeypatch.setattr(ConfigLoaderImpl, "load_configuration",
                         ConfigLoaderImpl.load_configuration.__wrapped__)
@@ -127,3 +127,11 @@ def test_every_class_key_composes_or_is_refused_naming_it(key, value):
         compose_config([f"++{key}={value}"])  # ++: set, or add a key the YAML leaves out
     except ConfigCompositionException as error:
         assert f"`{key}`" in str(error), str(error)
+
+
+def test_a_network_size_left_to_the_data_may_be_null():
+    # one's own arrays have no fixed image size: the net's `${oc.select:data.image_size,28}` is null
+    # until task=train sets it from the datamodule; a size of the wrong type is still refused
+    assert compose_config(["data=arrays"]).model.net.image_size is None
+    with pytest.raises(ConfigCompositionException, match="`model.net.image_size` = 'big'"):
+        compose_config(["model.net.image_size=big"])
