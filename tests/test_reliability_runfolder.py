@@ -244,3 +244,16 @@ def test_task_flow_called_from_python_holds_the_lock_too(data_root, tmp_path, mo
     monkeypatch.setattr("otdata.tasks.flow.save_flow_figures", lambda *a, **k: None)
     flow.run(cfg)  # free again: runs, and leaves no mark
     assert (out / "flow.csv").is_file() and not (out / MARKER).exists()
+
+
+def test_collect_reads_finished_jobs_only(tmp_path):
+    """`task.collect` merges the records of finished jobs: not a killed job's staging folder, not a
+    failed job's `partial/`, not the collecting run's own folder."""
+    from otdata.tasks.transferability import job_records
+
+    sweep = tmp_path / "sweep"
+    for folder in ("0", "1/.partial-123-abcd1234", "2/partial", "collected"):
+        (sweep / folder).mkdir(parents=True)
+        (sweep / folder / "transferability.json").write_text("{}")
+    found = job_records(sweep, own=sweep / "collected")
+    assert [p.relative_to(sweep).as_posix() for p in found] == ["0/transferability.json"]
