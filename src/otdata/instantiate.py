@@ -31,7 +31,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-__all__ = ["ALLOWED_CLASSES", "UnsafeTargetError", "check_target", "check_targets",
+__all__ = ["ALLOWED_CLASSES", "UnsafeTargetError", "allowed_class", "check_target", "check_targets",
            "guard_hydra_callbacks", "safe_instantiate"]
 
 #: Third-party classes a config may name in `_target_`, by full dotted name.
@@ -134,6 +134,19 @@ def check_target(target: Any, key: str = "config") -> None:
         _own_class(target, key)
         return
     raise _refuse(key, target, "it is not on the allow-list")
+
+
+def allowed_class(target: Any, key: str = "config") -> type:
+    """The class `target` names, once the allow-list (:func:`check_target`) has accepted the name:
+    only then is a third-party module imported (to read the class's constructor, for example)."""
+    check_target(target, key)
+    if _is_own(target):
+        return _own_class(target, key)
+    found = _torch_class(target)
+    if found is not None:
+        return found
+    module, _, name = target.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def check_targets(node: Any, key: str = "config") -> None:

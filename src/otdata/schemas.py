@@ -9,9 +9,10 @@ values (`MISSING` here): a value is declared in one place only. A schema lists t
 file sets; a constructor argument the file does not list is added with `+` (`+distance.tol=1e-6`)
 and checked by the constructor (:mod:`otdata.checks`).
 
-The groups whose options build third-party or per-format objects (`data`: 21 formats, `trainer`,
-`logger`, `callbacks`, and `debug`, which adds trainer keys) are checked when built: by the
-datamodules' own argument checks, and Lightning's.
+The groups whose options build a third-party or per-format class (`data`: 21 formats, their
+`features`, `trainer`, `logger`, `callbacks`, `model.net`, and `debug`, which merges trainer and
+data keys) are typed by that class's own constructor, also when the config is composed, without a
+dataclass that would add the keys a YAML file leaves to the class's defaults: `otdata.class_schemas`.
 """
 
 from __future__ import annotations

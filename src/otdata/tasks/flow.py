@@ -1,6 +1,7 @@
 """`task=flow`: flow a labeled source dataset toward a target dataset.
 
-Writes into the run folder:
+Writes into the run folder (the results all at once, when every file is complete; `UNFINISHED`
+marks a run that did not get there; `checkpoints/` as the flow goes):
   flow.pt                  the flowed dataset (`otdata.flows.FlowResult`: X, y, X0, correspondence,
                            history, trajectory), loadable with `FlowResult.load`
   flow_snapshots.png       a few particles at several steps (image data)
@@ -31,7 +32,7 @@ from otdata.class_names import class_name
 from otdata.flows import figures
 from otdata.flows.fidelity import ClassFidelity, ClassFidelityWarning, warn_if_scrambled
 from otdata.tables import write_table
-from otdata.tasks.rundir import lock_run_folder
+from otdata.tasks.rundir import run_folder
 from otdata.tasks.classifier import target_classifier
 from otdata.tasks.common import data_note
 from otdata.tasks.scoring import accuracy, mapped, predictions
@@ -199,17 +200,16 @@ def image_shape_of(datamodule, d: int):
 
 
 def run(cfg: DictConfig) -> dict:
-    """Flow, then write the results; the run folder is locked against a second writer and marked
-    `UNFINISHED` until the run returns (:func:`otdata.tasks.rundir.lock_run_folder`)."""
-    with lock_run_folder(cfg.paths.output_dir):
-        return _run(cfg)
+    """Flow, then write the results; they appear in the run folder together, once all are written
+    (:func:`otdata.tasks.rundir.run_folder`). The checkpoints are written into the run folder's
+    `checkpoints/` as the flow goes, where `task.resume=true` finds them."""
+    with run_folder(cfg.paths.output_dir) as stage:
+        return _run(cfg, stage)
 
 
-def _run(cfg: DictConfig) -> dict:
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _run(cfg: DictConfig, out: Path) -> dict:
     source, target, (Xs, ys), (Xt, yt) = load_source_target(cfg)
-    flow = instantiate(cfg.flow, checkpoint_dir=str(out / "checkpoints"))
+    flow = instantiate(cfg.flow, checkpoint_dir=str(Path(cfg.paths.output_dir) / "checkpoints"))
     classifier = target_classifier(cfg)  # before the flow: a wrong classifier_ckpt fails at once
     log.info("Flowing %s (%d) toward %s (%d) for %d steps", source.name, len(ys), target.name,
              len(yt), flow.steps)
@@ -233,7 +233,8 @@ def _run(cfg: DictConfig) -> dict:
         log.info("The target's classifier reads %.2f %% of the particles as their matched class "
                  "before the flow, %.2f %% after", scores["classifier_raw"], scores["classifier_flowed"])
     write_table([summary_row(result, source.name, target.name, len(yt), scores)], out / "flow", notes=notes)
-    log.info("Objective %.4f → %.4f in %d steps; results in %s", first, last, result.steps_run, out)
+    log.info("Objective %.4f → %.4f in %d steps; results in %s", first, last, result.steps_run,
+             cfg.paths.output_dir)
     fid = result.class_fidelity
     return {"source": source.name, "target": target.name, "objective": float(last),
             "initial_objective": float(first), "steps": result.steps_run,

@@ -18,7 +18,9 @@ Two protocols for "right":
 
 Writes `repurpose.csv` (every number, one row per dataset plus the target's own test accuracy),
 `repurpose.md` (the paper's protocol, printed at the end of the run), `repurpose_correspondence.md`,
-`repurpose.json`, and per dataset a before/after image grid per protocol.
+`repurpose.json`, and per dataset a before/after image grid per protocol, all at once when every
+file is complete (`UNFINISHED` marks a run that did not get there; one that failed keeps the
+datasets it finished in `partial/`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from otdata.models import build_classifier
 from otdata.tables import to_markdown, write_table
 from otdata.tasks.common import instantiate_loggers, source_config
 from otdata.tasks.classifier import frozen_classifier
+from otdata.tasks.rundir import run_folder
 from otdata.tasks.scoring import accuracy, mapped
 
 log = logging.getLogger(__name__)
@@ -242,8 +245,14 @@ def log_results(cfg, rows: list[dict], out: Path) -> None:
 
 
 def run(cfg: DictConfig) -> dict:
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Every source dataset in turn; the results appear in the run folder together, once all are
+    written, and a run that fails keeps the datasets it finished in `partial/`
+    (:func:`otdata.tasks.rundir.run_folder`)."""
+    with run_folder(cfg.paths.output_dir, keep_partial=True) as stage:
+        return _run(cfg, stage)
+
+
+def _run(cfg: DictConfig, out: Path) -> dict:
     target_dm = instantiate(cfg.target)
     classifier, checkpoint = frozen_classifier(cfg)
     classifier.eval().requires_grad_(False)
@@ -264,13 +273,13 @@ def run(cfg: DictConfig) -> dict:
                 raise
             log.warning("Skipping %s: %s", name, error)
             rows.append({"dataset": name, "status": f"skipped: data files missing ({error.files[0]})"})
-        write_tables(cfg, rows, out)  # after every dataset: nothing lost on a later failure
+        write_tables(cfg, rows, out)  # after every dataset: kept in `partial/` on a later failure
 
     (out / "repurpose.json").write_text(json.dumps(
         {"rows": rounded(rows), "classifier": str(checkpoint), "seed": cfg.seed,
          "flow": OmegaConf.to_container(cfg.flow, resolve=True)}, indent=2))
     log_results(cfg, rows, out)
-    log.info("Results: %s", out / "repurpose.md")
+    log.info("Results: %s", Path(cfg.paths.output_dir) / "repurpose.md")
     done = [r for r in rows[1:] if "flowed_identity" in r]
     mean = sum(r["flowed_identity"] for r in done) / len(done) if done else float("nan")
     return {"rows": rows, "objective": mean}

@@ -14,6 +14,11 @@
   it writes its figures leaves no complete-looking json/csv/md beside missing or empty images.
 * **Unfinished mark.** ``out/UNFINISHED`` is written when the run starts and removed only after its
   results are in place. A run that was killed, or that failed (the error is appended), keeps it.
+* **What stays in the run folder.** State that a run resumes from, or that a library writes as it
+  goes, is not staged: a flow's ``checkpoints/`` (``task.resume``), Lightning's ``checkpoints/``
+  and ``csv/`` logs. Tasks of many parts (``experiment=repurpose``, ``experiment=transferability``)
+  keep what they staged before a failure in ``partial/``; a killed run's staging folder stays
+  hidden until the next run in that folder clears it.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ try:
 except ImportError:  # pragma: no cover - Windows: no lock, the rest still applies
     fcntl = None
 
-__all__ = ["MARKER", "RunFolderBusyError", "lock_run_folder", "run_folder"]
+__all__ = ["MARKER", "PARTIAL", "RunFolderBusyError", "is_staged", "lock_run_folder", "run_folder"]
 
 MARKER = "UNFINISHED"
+PARTIAL = "partial"
 _STAGE_PREFIX = ".partial-"
 
 
@@ -107,17 +113,41 @@ def _acquire(handle, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def run_folder(out: str | Path) -> Iterator[Path]:
+def run_folder(out: str | Path, keep_partial: bool = False) -> Iterator[Path]:
     """Lock ``out`` (:func:`lock_run_folder`) and yield a staging folder inside it whose files are
-    renamed into ``out`` once the block succeeds; on failure they are discarded."""
+    renamed into ``out`` once the block succeeds; on failure they are discarded, or with
+    ``keep_partial`` (tasks of many parts, whose finished parts are worth keeping) moved to
+    ``out/partial/`` and named in the ``UNFINISHED`` mark."""
     with lock_run_folder(out) as out:
         stage = out / f"{_STAGE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         stage.mkdir()
         try:
             yield stage
             publish(stage, out)
+        except BaseException:
+            if keep_partial and any(stage.iterdir()):
+                _keep_partial(stage, out)
+            raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def _keep_partial(stage: Path, out: Path) -> None:
+    """Move a failed run's staged files to ``out/partial/`` (replacing an older one) and say so."""
+    partial = out / PARTIAL
+    if partial.is_dir():
+        shutil.rmtree(partial)
+    os.replace(stage, partial)
+    with contextlib.suppress(OSError), (out / MARKER).open("a") as f:
+        f.write(f"What it had written before it stopped is in {PARTIAL}/ (the parts that finished; "
+                "not a complete result).\n")
+
+
+def is_staged(path: Path, root: Path) -> bool:
+    """Whether ``path``, found under ``root``, lies in a staging folder or a failed run's
+    ``partial/``: not a result, whatever its name."""
+    parts = Path(path).relative_to(root).parts
+    return any(part.startswith(_STAGE_PREFIX) or part == PARTIAL for part in parts)
 
 
 def publish(stage: Path, out: Path) -> None:

@@ -1,6 +1,7 @@
 """`task=train`: fit `model` on `data`, then test the best checkpoint (by `val/acc`).
 
-Writes into the run folder:
+Writes into the run folder (`metrics.json` and `train.csv/.md` all at once, when both are complete;
+`UNFINISHED` marks a run that did not get there; Lightning's `checkpoints/` and `csv/` as it trains):
   metrics.json             test and best validation metrics, checkpoint path, seconds, settings
   train.csv / .md          a one-row summary table
   checkpoints/best.ckpt    the best checkpoint (from the `callbacks` config's ModelCheckpoint)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -35,6 +37,7 @@ from otdata.rng import rng_state, set_rng_state
 from otdata.models import build_classifier
 from otdata.tables import write_table
 from otdata.tasks.common import instantiate_callbacks, instantiate_loggers
+from otdata.tasks.rundir import run_folder
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,15 @@ def _scalar_metrics(metrics: Mapping) -> dict[str, float]:
 
 
 def run(cfg: DictConfig) -> dict:
+    """Train and test; `metrics.json` and `train.csv/.md` appear in the run folder together, once
+    both are written (:func:`otdata.tasks.rundir.run_folder`). Lightning writes `checkpoints/` and
+    its `csv/` logs into the run folder as it trains: `task.resume=true` continues from them."""
+    with run_folder(cfg.paths.output_dir) as stage:
+        return _run(cfg, stage)
+
+
+def _run(cfg: DictConfig, stage: Path) -> dict:
     out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = build_classifier(cfg.model, num_classes=datamodule.num_classes,
@@ -120,7 +130,9 @@ def run(cfg: DictConfig) -> dict:
     if best is not None and cfg.task.get("save_checkpoint_to"):
         target = Path(cfg.task.save_checkpoint_to)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(best, target)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        shutil.copyfile(best, partial)  # then renamed: a killed copy never looks like a checkpoint
+        os.replace(partial, target)
         checkpoint = str(target)
         log.info("Copied the best checkpoint to %s", target)
 
@@ -149,8 +161,8 @@ def run(cfg: DictConfig) -> dict:
             "seed": cfg.seed,
         },
     }
-    (out / "metrics.json").write_text(json.dumps(record, indent=2))
-    write_table([summary], out / "train")
+    (stage / "metrics.json").write_text(json.dumps(record, indent=2))
+    write_table([summary], stage / "train")
     log.info("%s on %s: test acc %.4f (%.0f s) → %s", summary["model"], summary["data"],
              summary["test_acc"], seconds, out)
     return {**summary, "objective": summary["test_acc"]}

@@ -37,7 +37,9 @@ As a sweep: `task.pair_index=range(0,20)` runs one pair per job (e.g. one SLURM 
 Writes `transferability.csv/.md` (one row per pair), `correlations.csv/.md` (one row per distance
 and outcome), `transferability.json` (rows, per-seed runs, statistics, timings, settings),
 `scatter.png` (outcome against OTDD, labelled points, error bars over seeds), `scatter_all.png`
-(one panel per distance) and `distances.png` (heat map of the OTDD matrix).
+(one panel per distance) and `distances.png` (heat map of the OTDD matrix), all at once when every
+file is complete (`UNFINISHED` marks a run that did not get there; one that failed keeps the pairs
+it finished in `partial/`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from otdata.models import config_dict, load_or_train_classifier
 from otdata.data import TensorDataModule
 from otdata.data.subsample import sample
 from otdata.models.training import accuracy, build, fit, quiet_lightning, transfer_weights
+from otdata.tasks.rundir import is_staged, run_folder
 from otdata.tasks.transfer_data import Dataset, Loader
 from otdata.transfer_stats import (OUTCOMES, PAPER_SPEARMAN, STAT_COLUMNS, error_drop, pair_statistics, rounded,
                                    summarize_pair)
@@ -306,20 +309,20 @@ def skipped_row(source: str, target: str, error: Exception) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    """Every pair in turn; the results appear in the run folder together, once all are written, and
+    a run that fails keeps the pairs it finished in `partial/` (:func:`otdata.tasks.rundir.run_folder`)."""
     threads = cfg.task.get("num_threads")
-    if not threads:
-        return _run(cfg)
     before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
+    if threads:
+        torch.set_num_threads(int(threads))
     try:
-        return _run(cfg)
+        with run_folder(cfg.paths.output_dir, keep_partial=True) as stage:
+            return _run(cfg, stage)
     finally:
         torch.set_num_threads(before)
 
 
-def _run(cfg: DictConfig) -> dict:
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _run(cfg: DictConfig, out: Path) -> dict:
     if cfg.task.get("collect"):
         return collect(cfg, Path(cfg.task.collect), out)
     started = time.perf_counter()
@@ -403,16 +406,23 @@ def finish(out: Path, rows, runs, timings, datasets, settings, seconds, outcome)
               "statistics": stats, "variance": variance, "timings": timings, "paper_spearman": PAPER_SPEARMAN,
               "datasets": datasets, "seconds": seconds, "settings": settings}
     (out / "transferability.json").write_text(json.dumps(record, indent=2, default=str))
-    log.info("Results (%.0f s): %s", seconds, out / "transferability.md")
+    log.info("Results (%.0f s): %s", seconds, out.parent / "transferability.md")
     rho = correlation["spearman_rho"]
     return {"rows": rows, "correlation": correlation, "statistics": stats, "seconds": seconds,
             "objective": rho if math.isfinite(rho) else None}
 
 
+def job_records(folder: Path, own: Path) -> list[Path]:
+    """The `transferability.json` of each finished job under `folder`: not this run's own (`own`),
+    nor one staged by an unfinished run (:func:`otdata.tasks.rundir.is_staged`)."""
+    return [p for p in sorted(folder.rglob("transferability.json"))
+            if own.resolve() not in p.resolve().parents and not is_staged(p, folder)]
+
+
 def collect(cfg: DictConfig, folder: Path, out: Path) -> dict:
     """Merge the records of a sweep's jobs (one pair or one seed each) into one record."""
-    records = [json.loads(p.read_text()) for p in sorted(folder.rglob("transferability.json"))
-               if out not in p.parents and p.parent != out]
+    found = job_records(folder, Path(cfg.paths.output_dir))
+    records = [json.loads(p.read_text()) for p in found]
     if not records:
         raise FileNotFoundError(f"no transferability.json under {folder}")
     runs, meta, timings, datasets = {}, {}, {}, {}
@@ -431,6 +441,5 @@ def collect(cfg: DictConfig, folder: Path, out: Path) -> dict:
         pair_runs = sorted((r for (p, _), r in runs.items() if p == pair), key=lambda r: r["seed"])
         rows.append(summarize_pair(pair_runs[0]["source"], pair_runs[0]["target"], pair_runs, m))
     return finish(out, rows, sorted(runs.values(), key=lambda r: (r["pair"], r["seed"])), timings, datasets,
-                  {"collected_from": [str(p.relative_to(folder)) for p in sorted(folder.rglob("transferability.json"))
-                                      if out not in p.parents and p.parent != out],
+                  {"collected_from": [str(p.relative_to(folder)) for p in found],
                    **records[0]["settings"]}, sum(r["seconds"] for r in records), str(cfg.task.outcome))
