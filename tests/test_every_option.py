@@ -30,7 +30,7 @@ from tests.fixtures import USER_DATA_OVERRIDES, compose_config, write_all_images
     write_zhang_csv
 
 GROUPS = ["data", "distance", "flow", "model", "trainer", "logger", "callbacks", "debug", "task",
-          "experiment", "features"]
+          "experiment", "features", "transform"]
 SMALL = ["task.n_source=20", "task.n_target=20"]
 TINY_MODEL = ["model.net.channels=[4,8]", "model.net.hidden=16"]
 FAST_TRAINER = ["trainer.max_epochs=1", "trainer.enable_progress_bar=false",
@@ -103,6 +103,12 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
         "task.learned_map.progress=false", "task.baseline.epochs=1"], "runs")],
     ("experiment", "transferability"): [("transferability", [
         "experiment=transferability", "task.pairs=[[usps,mnist]]", *TRANSFER], "runs")],
+    **{("transform", o): [("distance", [*SMALL, f"source.transform={o}"], "runs"),
+                          ("flow", [*SMALL, *FLOW, f"source.transform={o}"], "runs")]
+       for o in _options("transform")},
+    ("experiment", "transferability_augment"): [("transferability", [
+        "experiment=transferability_augment", "task.augment_source=usps", "task.target=mnist",
+        "task.pair_index=4", *TRANSFER], "runs")],
     ("experiment", "transferability_text"): [("transferability", [
         "experiment=transferability_text", "task.datasets=[ag_news_a,ag_news_b]",
         "task.pairs=[[ag_news_a,ag_news_b]]", "+task.source_overrides.encoder=${paths.models_dir}/tiny_bert", *TRANSFER[:-1], "task.n_pool=40", "task.n_test=10",

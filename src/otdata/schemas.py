@@ -102,14 +102,18 @@ class RepurposeTask:
 
 @dataclass
 class TransferabilityTask:
-    """`task=transferability`: `pairs` is `all` or a list of `[source, target]` names; `subsets`,
-    `compare` and `model` hold nested configs (checked where they are built)."""
+    """`task=transferability`: `pairs` is `all`, `augmentations` or a list of `[source, target]`
+    names; `subsets`, `augmentations`, `compare` and `model` hold nested configs (checked where they
+    are built)."""
 
     name: str = MISSING
     datasets: List[str] = MISSING  # noqa: UP006
     pairs: Any = MISSING
     pair_index: Optional[int] = MISSING  # noqa: UP007
     subsets: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+    augmentations: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+    augment_source: Optional[str] = MISSING  # noqa: UP007
+    target: Optional[str] = MISSING  # noqa: UP007
     source_overrides: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
     model: Any = MISSING
     head: str = MISSING

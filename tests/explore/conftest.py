@@ -30,15 +30,14 @@ def reference_otdd(root, cfg, per_class: int, seed: int = 0, degrees: float | No
     datamodules and the transforms."""
     from otdata.data import MNISTDataModule, USPSDataModule
     from otdata.data.subsample import per_class_indices
-    from otdata.data.transforms import Rotate
     from otdata.instantiate import safe_instantiate
 
+    turn = None if degrees is None else {"rotate": {"degrees": [degrees, degrees]}}
     items = []
-    for dm, rotate in ((USPSDataModule(root), degrees), (MNISTDataModule(root), None)):
-        X, y = dm.tensors("train")
+    for dm in (USPSDataModule(root, transform=turn, seed=seed), MNISTDataModule(root, seed=seed)):
+        X, y = dm.tensors("train")  # the whole split, transformed as the datamodule does it
         idx = per_class_indices(y, per_class, seed=seed)
-        X = X[idx] if rotate is None else Rotate(rotate)(X[idx])
-        items += [X.reshape(len(idx), -1), y[idx]]
+        items += [X[idx].reshape(len(idx), -1), y[idx]]
     return safe_instantiate(cfg.distance)(*items).value
 
 

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from otdata.data.features import feature_step
 from otdata.data.subsample import stratified_indices
+from otdata.data.transforms import transform_step
 
 SPLITS = ("train", "test")
 
@@ -46,6 +47,10 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         features: a feature step applied to every split handed out, after subsampling
             (:mod:`otdata.data.features`: a step, its config, or a name in ``conf/features/``; None:
             the items as read).
+        transform: image transforms applied to every split handed out, after subsampling and
+            before ``features`` (:mod:`otdata.data.transforms`: a name, a list of names, a mapping
+            of name → parameters; None: none), each item with its own draw from ``seed``.
+        transform_options: parameters per transform name (the command line's ``transform`` node).
     """
 
     name: str = "dataset"
@@ -61,6 +66,8 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         val_fraction: float = 0.1,
         download: bool = False,
         features=None,
+        transform=None,
+        transform_options=None,
     ):
         super().__init__()
         for size in (max_samples, max_test_samples):
@@ -75,6 +82,7 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         self.val_fraction = val_fraction
         self.download = download
         self.features = feature_step(features)
+        self.transform = transform_step(transform, transform_options)
         self._cache: dict = {}
         self.train_set = self.val_set = self.test_set = None
 
@@ -99,8 +107,8 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         """The (subsampled) split as tensors `(X, y)`.
 
         `max_samples` overrides the datamodule's setting for this call; `flatten=True` returns
-        `X` as `(n, d)`, the shape OT code expects. The datamodule's `features` step, if any, is
-        applied after subsampling (once per split and size).
+        `X` as `(n, d)`, the shape OT code expects. The datamodule's `transform` and `features`
+        steps, if any, are applied after subsampling (once per split and size).
         """
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
@@ -110,18 +118,38 @@ class LabeledDataModule(L.LightningDataModule, ABC):
         limit = max_samples if max_samples is not None else (
             self.max_samples if split == "train" else self.max_test_samples
         )
+        index = None
         if limit is not None:
             check_sample_size(limit)
-            idx = stratified_indices(y, int(limit), seed=self.seed)
-            X, y = X[idx], y[idx]
-        if self.features is not None:
-            key = ("features", split, limit)
+            index = stratified_indices(y, int(limit), seed=self.seed)
+            X, y = X[index], y[index]
+        if self.transform is not None or self.features is not None:
+            key = ("items", split, limit)
             if key not in self._cache:
-                self._cache[key] = self.features(X, name=f"{self.name}-{split}-{len(y)}")
+                self._cache[key] = self._prepared(X, split, index)
             X = self._cache[key]
         if flatten:
             X = X.reshape(len(X), -1)
         return X, y
+
+    def _prepared(self, X: torch.Tensor, split: str, index) -> torch.Tensor:
+        """The subsampled items after the transform (in pixel space: a normalised dataset is
+        un-normalised around it) and the feature step."""
+        name = f"{self.name}-{split}-{len(X)}"
+        if self.transform is not None:
+            normalized = getattr(self, "normalize", False)
+            if normalized:
+                X = X * self.std + self.mean
+            X = self.transform(X, seed=self.seed, index=index, split=split, name=name)
+            if normalized:
+                X = (X - self.mean) / self.std
+        return self.features(X, name=name) if self.features is not None else X
+
+    def settings(self) -> dict:
+        """What the items a task sees depend on beyond the files: name, transform, feature step."""
+        return {"dataset": self.name,
+                "transform": self.transform.describe() if self.transform is not None else None,
+                "features": self.features.describe() if self.features is not None else None}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:

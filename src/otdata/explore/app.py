@@ -33,7 +33,7 @@ def _side_inputs(explorer: Explorer, side: str) -> list:
                           placeholder="e.g. my_digits (relative to the data root)", elem_id=f"{side}-path")
         transform = gr.Radio(TRANSFORMS, value="none", label="transform", elem_id=f"{side}-transform")
         with gr.Row():
-            crop = gr.Slider(4, 28, value=20, step=1, label="crop: central square kept (px)",
+            crop = gr.Slider(4, 28, value=20, step=1, label="crop: square kept (px, at a seeded random place)",
                              elem_id=f"{side}-crop")
             degrees = gr.Slider(-180, 180, value=30, step=5, label="rotate: degrees (counter-clockwise)",
                                 elem_id=f"{side}-degrees")

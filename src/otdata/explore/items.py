@@ -17,7 +17,8 @@ LABEL_DISTANCES = ("gaussian", "exact", "means", "sliced")
 @dataclass(frozen=True)
 class Side:
     """One side of the page: a picker key (or a path typed under the data root, which wins), and a
-    transform (``none``, ``crop`` keeping ``crop`` pixels, ``rotate`` by ``degrees``)."""
+    transform of :mod:`otdata.data.transforms` (``none``; ``crop``: a ``crop`` × ``crop`` pixel square
+    at a seeded random place of each image, resized back; ``rotate``: a turn by ``degrees``)."""
 
     dataset: str | None
     path: str = ""
@@ -29,15 +30,27 @@ class Side:
     def parameter(self) -> float | None:
         return {"crop": self.crop, "rotate": self.degrees}.get(self.transform)
 
-    def step(self):
-        return transform_step(self.transform, self.parameter)
+    def spec(self, side: int = 28):
+        """The transform as :func:`~otdata.data.transforms.transform_step` takes it, for images
+        ``side`` pixels wide."""
+        if self.transform == "crop":
+            if self.crop < 2:
+                raise ValueError(f"crop size must be a whole number of pixels >= 2, got {self.crop!r}")
+            share = min(1.0, (self.crop / side) ** 2)
+            return {"crop": {"scale": [share, share], "ratio": [1.0, 1.0]}}
+        if self.transform == "rotate":
+            return {"rotate": {"degrees": [self.degrees, self.degrees]}}
+        return self.transform
+
+    def step(self, side: int = 28):
+        return transform_step(self.spec(side))
 
     def key(self) -> tuple:
         """What identifies the side's items (the parameter of an unused transform does not)."""
         return (self.dataset, self.path.strip(), self.transform, self.parameter)
 
     def transform_text(self) -> str:
-        return {"crop": f"cropped to the central {self.crop} px", "rotate": f"rotated {self.degrees:g}°"
+        return {"crop": f"cropped to {self.crop} px squares", "rotate": f"rotated {self.degrees:g}°"
                 }.get(self.transform, "")
 
 
@@ -97,7 +110,7 @@ def sample_items(datamodule, side: Side, per_class: int, seed: int) -> Items:
     names = list(datamodule.class_names)
     idx = per_class_indices(y, int(per_class), seed=int(seed), class_names=names)
     X, y = X[idx], y[idx]
-    step = side.step()
-    if step is not None:
-        X = step(X, name=f"{datamodule.name} ({side.transform})")
+    step = side.step(int(X.shape[-1]))
+    if step is not None:  # each item's draw is keyed by its index in the split and the page's seed
+        X = step(X, seed=int(seed), index=idx, name=f"{datamodule.name} ({side.transform})")
     return Items(X.reshape(len(X), -1).float(), y.long(), names, datamodule.name, tuple(X.shape[1:]))

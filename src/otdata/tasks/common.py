@@ -49,3 +49,18 @@ def source_config(cfg: DictConfig, name: str) -> DictConfig:
     with open_dict(local):
         local.source = node
     return local
+
+
+def data_settings(**modules) -> dict:
+    """Each named datamodule's settings beyond its files (transform, feature step), for a record."""
+    return {side: module.settings() for side, module in modules.items()}
+
+
+def data_note(**modules) -> str:
+    """One Markdown line per datamodule whose items are transformed or mapped to features ("" if none)."""
+    lines = []
+    for side, module in modules.items():
+        for key, value in module.settings().items():
+            if key != "dataset" and value:
+                lines.append(f"{side} ({module.name}) {key}: `{value}`.")
+    return " ".join(lines)

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from otdata import plots
 from otdata.tables import write_table
+from otdata.tasks.common import data_note, data_settings
 from otdata.tasks.rundir import run_folder
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,12 @@ def _run(cfg: DictConfig, out: Path) -> dict:
     summary = {"source": source.name, "target": target.name, "value": float(result.value),
                "n_source": len(ys), "n_target": len(yt), "seconds": seconds}
     (out / "distance.json").write_text(json.dumps(
-        {**record, **summary, "table": row, "settings": settings}, indent=2, default=str))
+        {**record, **summary, "table": row, "settings": settings,
+         "data": data_settings(source=source, target=target)}, indent=2, default=str))
     columns = [c for c, v in row.items() if v is not None or c in ("otdd", "sinkhorn_divergence")]
     write_table([row], out / "distance", columns, headers=HEADERS,
-                notes=NOTES + "\n\n" + settings_note(settings))
+                notes="\n\n".join(filter(None, [NOTES, settings_note(settings),
+                                                  data_note(source=source, target=target)])))
     save_figures(result, settings, source, target, (Xs, ys), (Xt, yt), out)
     log.info("OTDD(%s, %s) = %.4f  (%d × %d, %.1f s) → %s", source.name, target.name,
              result.value, len(ys), len(yt), seconds, cfg.paths.output_dir)

@@ -33,6 +33,7 @@ from otdata.flows.fidelity import ClassFidelity, ClassFidelityWarning, warn_if_s
 from otdata.tables import write_table
 from otdata.tasks.rundir import lock_run_folder
 from otdata.tasks.classifier import target_classifier
+from otdata.tasks.common import data_note
 from otdata.tasks.scoring import accuracy, mapped, predictions
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def _run(cfg: DictConfig) -> dict:
                       source_classes=source.class_names, target_classes=target.class_names,
                       target_name=target.name, classifier=classifier)
     first, last = result.history[0]["objective"], result.history[-1]["objective"]
-    notes = settings_note(result.config)
+    notes = " ".join(filter(None, [settings_note(result.config), data_note(source=source, target=target)]))
     if scores:
         notes += (" `classifier_raw` / `classifier_flowed`: the target's frozen classifier's accuracy "
                   "(%) on the particles before / after the flow, against the class each is matched with.")

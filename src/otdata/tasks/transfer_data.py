@@ -1,9 +1,10 @@
 """The datasets of the transferability experiment, loaded once per run.
 
 A :class:`Dataset` is one dataset in memory (a training pool and a test set); :class:`Loader` builds
-it from a data config by name or from a sub-task of `task.subsets` (some classes, a disjoint part
-of a data config's split: :func:`otdata.data.subsample.carve`), and remembers a dataset whose files
-are missing so that its pairs are skipped.
+it from a data config by name, from a sub-task of `task.subsets` (some classes, a disjoint part
+of a data config's split: :func:`otdata.data.subsample.carve`) or from a setting of
+`task.augmentations` (`task.augment_source` under image transforms: :mod:`otdata.data.transforms`),
+and remembers a dataset whose files are missing so that its pairs are skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from otdata.data import DataFileError
 from otdata.data.subsample import carve, sample
@@ -63,23 +64,40 @@ class Loader:
             raise found
         return found
 
-    def _datamodule(self, name: str):
-        return instantiate(source_config(self.cfg, name).source)
+    def _datamodule(self, name: str, transform=None):
+        cfg = source_config(self.cfg, name)
+        if transform is not None:
+            with open_dict(cfg):
+                cfg.source.transform = transform
+                cfg.source.transform_options = self.cfg.get("transform") or {}
+        return instantiate(cfg.source)
 
     def _load(self, name: str) -> Dataset:
         task = self.cfg.task
         subsets = task.get("subsets") or {}
         if name in subsets:
             return self._subset(name, subsets[name])
-        dm = self._datamodule(name)
+        augmentations = task.get("augmentations") or {}
+        if name in augmentations:
+            return self._from_config(str(task.augment_source), augmentations[name], setting=name)
+        return self._from_config(name)
+
+    def _from_config(self, data: str, transform=None, setting: str | None = None) -> Dataset:
+        """A data config's pool and test set, under `transform` (a setting of `task.augmentations`)."""
+        task = self.cfg.task
+        dm = self._datamodule(data, transform)
         X, y = dm.tensors("train", max_samples=task.n_pool, flatten=True)
         X_test, y_test = dm.tensors("test", max_samples=task.n_test, flatten=True)
 
         def train_split():  # read again when asked: the pool alone stays in memory
-            return self._datamodule(name).tensors("train", flatten=True)
+            return self._datamodule(data, transform).tensors("train", flatten=True)
 
-        return Dataset(dm.name, X, y, X_test, y_test, list(dm.class_names),
-                       getattr(dm, "image_size", None), origin=f"data={name}", train_split=train_split)
+        name, origin = dm.name, f"data={data}"
+        if setting is not None:
+            name = f"{dm.name}+{setting}"
+            origin += f", transform={dm.settings()['transform']}"
+        return Dataset(name, X, y, X_test, y_test, list(dm.class_names),
+                       getattr(dm, "image_size", None), origin=origin, train_split=train_split)
 
     def _subset(self, name: str, spec: DictConfig) -> Dataset:
         base, split = str(spec.data), str(spec.get("split", "train"))

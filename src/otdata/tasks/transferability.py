@@ -74,11 +74,19 @@ log = logging.getLogger(__name__)
 COLUMNS = ["pair", "source", "target", "otdd", "scratch_acc", "finetune_acc", "gain", "gain_std",
            "source_acc", "head", "n_pretrain", "n_finetune", "n_test", "seeds", "seconds", "status"]
 def resolve_pairs(task: DictConfig) -> list[tuple[str, str]]:
-    """`task.pairs`: "all" (every ordered pair of `task.datasets`) or a list of [source, target]."""
+    """`task.pairs`: "all" (every ordered pair of `task.datasets`), "augmentations" (every setting of
+    `task.augmentations` as a source, toward `task.target`) or a list of [source, target]."""
     pairs = task.pairs
     if isinstance(pairs, str):
+        if pairs == "augmentations":
+            settings = list(task.get("augmentations") or {})
+            if not settings or not task.get("target"):
+                raise ValueError("task.pairs=augmentations needs task.augmentations (name → transform) and "
+                                 "task.target (a data config), e.g. experiment=transferability_augment")
+            return [(name, str(task.target)) for name in settings]
         if pairs != "all":
-            raise ValueError(f"task.pairs must be 'all' or a list of [source, target], got {pairs!r}.")
+            raise ValueError(f"task.pairs must be 'all', 'augmentations' or a list of [source, target], "
+                             f"got {pairs!r}.")
         names = list(task.datasets)
         if len(set(names)) != len(names):
             raise ValueError(f"task.datasets lists a dataset twice: {names}.")
@@ -139,31 +147,39 @@ class Experiment:
                 return torch.cat([model.net.embed(chunk) for chunk in X.split(1024)]).detach()
         raise ValueError(f"unknown representation {name!r}: input, normalized, standardized or features")
 
-    def compute_distances(self, datasets: dict[str, Dataset], loader: "Loader") -> None:
-        """Every distance of `distance_specs` among `datasets`, through `distance_matrix` (cached)."""
+    def compute_distances(self, datasets: dict[str, Dataset], loader: "Loader",
+                          needed: set[frozenset] | None = None) -> None:
+        """Every distance of `distance_specs` among `datasets`, through `distance_matrix` (cached):
+        the whole matrix, or only the unordered pairs of `needed` when it leaves some out."""
         n, seed = self.task.n_distance, self.cfg.seed
         subsamples = {}
         for name, d in sorted(datasets.items()):  # one order for every job: the cache keys match
             keep = sample(d.y, n, seed)
             subsamples[name] = (d.X[keep], d.y[keep])
         names = list(subsamples)
+        pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+        blocks = [names] if needed is None or all(frozenset((names[i], names[j])) in needed for i, j in pairs) \
+            else [[names[i], names[j]] for i, j in pairs if frozenset((names[i], names[j])) in needed]
         for key, (node, rep) in self.distance_specs().items():
             dd = instantiate(node)
-            data = {name: (self.represent(rep, X, loader), y) for name, (X, y) in subsamples.items()}
-            start = time.perf_counter()
-            matrix = distance_matrix(data, dd, cache_dir=None if self.cache is None else self.cache / "distances")
+            start, found, computed = time.perf_counter(), {}, 0
+            for block in blocks:
+                data = {name: (self.represent(rep, subsamples[name][0], loader), subsamples[name][1])
+                        for name in block}
+                matrix = distance_matrix(data, dd,
+                                         cache_dir=None if self.cache is None else self.cache / "distances")
+                for i, j in itertools.combinations(range(len(block)), 2):
+                    found[frozenset((block[i], block[j]))] = float(matrix.values[i, j])
+                    computed += not matrix.cached[i][j]
             seconds = time.perf_counter() - start
-            pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
-            computed = sum(not matrix.cached[i][j] for i, j in pairs)
-            self.distances.setdefault(key, {}).update(
-                {frozenset((names[i], names[j])): float(matrix.values[i, j]) for i, j in pairs})
+            self.distances.setdefault(key, {}).update(found)
             t = self.timings.setdefault(key, {"representation": rep, "seconds": 0.0, "pairs": 0, "computed": 0})
             t["seconds"] = round(t["seconds"] + seconds, 2)
-            t["pairs"] += len(pairs)
+            t["pairs"] += len(found)
             t["computed"] += computed
             t["seconds_per_pair"] = round(t["seconds"] / t["computed"], 3) if t["computed"] else None
-            log.info("%s on %s: %d pairs (%d computed) in %.1f s", key, rep, len(pairs), computed, seconds)
-            if key == "otdd" and len(names) > 1:
+            log.info("%s on %s: %d pairs (%d computed) in %.1f s", key, rep, len(found), computed, seconds)
+            if key == "otdd" and len(blocks) == 1 and len(names) > 1:
                 plots.label_distance_heatmap(
                     matrix.values, names, names, self.out / "distances.png",
                     title=f"{node.get('label_distance', node.get('_target_', ''))} OTDD on {rep} "
@@ -318,10 +334,12 @@ def _run(cfg: DictConfig) -> dict:
         except DataFileError:
             if cfg.task.strict:
                 raise
+    needed = {frozenset((available[a].name, available[b].name)) for a, b in pairs
+              if a in available and b in available}
     for dim in sorted({d.X.shape[1] for d in available.values()}):  # one input space at a time
         group = {d.name: d for d in available.values() if d.X.shape[1] == dim}
         if len(group) > 1:
-            experiment.compute_distances(group, load)
+            experiment.compute_distances(group, load, needed)
     rows: list[dict] = []
     runs: list[dict] = []
     for source_name, target_name in pairs:
