@@ -19,7 +19,8 @@ LAYERS = {
     "distance": 2, "models": 2,
     "flows": 3,
     "tasks": 4,
-    "cli": 5,
+    "explore": 5,
+    "cli": 6,
 }
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 80

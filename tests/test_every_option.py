@@ -75,7 +75,7 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
     ("flow", "default"): [("flow", ["flow=default", *SMALL, *FLOW], "runs")],
     **{("features", o): [(task, [f"{side}.features={o}" for side in ("source", "target")] + SMALL + extra,
                           "runs") for task, extra in (("distance", ["distance=means"]), ("flow", FLOW))]
-       for o in ("none", "resize28_gray", "resize32_rgb")},
+       for o in ("none", "resize28_gray", "resize32_rgb", "crop", "rotate")},
     ("features", "encoder"): [("distance", ["features@source.features=encoder", *SMALL],
                                "refused: needs its weights: set `source.features.model=/path`")],
     **{("model", o): [("train", [f"model={o}", *FAST_TRAINER, "trainer.accelerator=cpu",
@@ -93,6 +93,7 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
     ("task", "distance_matrix"): [("distance_matrix", MATRIX, "runs")],
     ("task", "train"): [("train", [*TINY_MODEL, *FAST_TRAINER, "trainer.accelerator=cpu"], "runs")],
     ("task", "repurpose"): [("repurpose", ["experiment=repurpose"], "via experiment")],
+    ("task", "explore"): [("explore", [], "via tests/explore (a web server, driven in a browser)")],
     ("task", "transferability"): [("transferability", ["experiment=transferability"],
                                    "via experiment")],
     ("experiment", "repurpose"): [("repurpose", [
@@ -162,7 +163,7 @@ def _headline(task, out) -> float:
 def _params():
     for (group, option), runs in CASES.items():
         for task, overrides, outcome in runs:
-            if outcome != "via experiment":
+            if not outcome.startswith("via "):
                 yield pytest.param(group, task, overrides, outcome, id=f"{group}={option}-task={task}")
 
 

@@ -4,8 +4,10 @@
     otdata -m task=train seed=0,1          # a sweep: one job per seed
     otdata --help                          # every group and option
     otdata summarize multirun/distance/<date>_<time>   # rebuild a sweep's summary table
+    otdata explore paths.data_dir=/datasets            # the explorer's web page (= task=explore)
 
-Each task is a module `otdata.tasks.<task.name>` with a `run(cfg) -> dict` function.
+Each task is a module `otdata.tasks.<task.name>` with a `run(cfg) -> dict` function; the apps on top
+of the tasks (`explore`) are named in `APP_TASKS`.
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ from otdata.instantiate import guard_hydra_callbacks
 from otdata.tasks.rundir import RunFolderBusyError, lock_run_folder
 
 log = logging.getLogger(__name__)
+#: tasks served by an app above the tasks (a module with `run(cfg)`), not by `otdata.tasks.<name>`
+APP_TASKS = {"explore": "otdata.explore.task"}
 guard_hydra_callbacks()  # `hydra.callbacks.*` pass the same allow-list, before Hydra builds them
 
 
 def run_task(cfg: DictConfig) -> dict:
     """Import `otdata.tasks.<cfg.task.name>` and run it on the composed config."""
     name = cfg.task.name
+    module_name = APP_TASKS.get(name, f"otdata.tasks.{name}")
     try:
-        module = importlib.import_module(f"otdata.tasks.{name}")
+        module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        if error.name != f"otdata.tasks.{name}":
+        if error.name != module_name:
             raise
         raise ValueError(
             f"Unknown task {name!r}: there is no module otdata.tasks.{name}. "
@@ -59,6 +64,8 @@ def main() -> float | None:
     """The `otdata` command: `otdata summarize <sweep dir>`, or a Hydra run (:func:`run`)."""
     if sys.argv[1:2] == ["summarize"]:
         return summarize_command(sys.argv[2:])
+    if sys.argv[1:2] == ["explore"]:  # `otdata explore ARGS` is `otdata task=explore ARGS`
+        sys.argv[1:2] = ["task=explore"]
     return run()
 
 

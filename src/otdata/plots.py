@@ -303,8 +303,16 @@ def pca_2d(*datasets) -> list[np.ndarray]:
         raise ValueError(f"the datasets have {[X.shape[1] for X in flat]} features; a common 2-D "
                          "embedding needs one feature space (resize or embed them first).")
     Z = np.concatenate([X - X.mean(0) for X in flat])
-    _, _, Vt = np.linalg.svd(Z, full_matrices=False)
-    return np.split(Z @ Vt[:2].T, np.cumsum([len(X) for X in flat])[:-1])
+    Zf = Z.astype(np.float32)  # a picture's axes: single-precision products, double eigh
+    if Z.shape[1] <= Z.shape[0]:  # the top eigenvectors of the smaller Gram matrix (an SVD of a
+        _, vecs = np.linalg.eigh((Zf.T @ Zf).astype(np.float64))  # (4000, 784) block took 10 s
+        axes = vecs[:, ::-1][:, :2]                                # on a busy 2-core machine)
+    else:
+        _, vecs = np.linalg.eigh((Zf @ Zf.T).astype(np.float64))
+        axes = Z.T @ vecs[:, ::-1][:, :2]
+        axes /= np.maximum(np.linalg.norm(axes, axis=0), 1e-300)
+    axes = axes * np.where(axes[np.abs(axes).argmax(0), [0, 1]] < 0, -1.0, 1.0)  # one sign, run to run
+    return np.split(Z @ axes, np.cumsum([len(X) for X in flat])[:-1])
 
 
 def samples_and_coupling(

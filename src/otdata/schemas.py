@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 __all__ = ["DistanceTask", "FlowTask", "TrainTask", "RepurposeTask", "TransferabilityTask",
-           "DistanceMatrixTask",
+           "DistanceMatrixTask", "ExploreTask",
            "OTDDConfig", "SlicedConfig", "FlowConfig", "ClassifierConfig", "PathsConfig", "register"]
 
 
@@ -155,6 +155,24 @@ class DistanceMatrixTask:
 
 
 @dataclass
+class ExploreTask:
+    """`task=explore` (`otdata explore`): where the page is served, the user's datasets for its
+    pickers (`{name: {config: <data option>, ...}}`), its first sizes and its cache."""
+
+    name: str = MISSING
+    host: str = MISSING
+    port: Optional[int] = MISSING  # noqa: UP007
+    open_browser: bool = MISSING
+    datasets: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006
+    per_class: int = MISSING
+    max_per_class: int = MISSING
+    flow_steps: int = MISSING
+    flow_per_class: int = MISSING
+    cache_size: int = MISSING
+    classifier_ckpt: Optional[str] = MISSING  # noqa: UP007
+
+
+@dataclass
 class OTDDConfig:
     """`distance=gaussian|means|exact` (:class:`otdata.distance.DatasetDistance`)."""
 
@@ -236,7 +254,7 @@ class PathsConfig:
 SCHEMAS = {
     "task": {"distance": DistanceTask, "flow": FlowTask, "train": TrainTask,
              "repurpose": RepurposeTask, "transferability": TransferabilityTask,
-             "distance_matrix": DistanceMatrixTask},
+             "distance_matrix": DistanceMatrixTask, "explore": ExploreTask},
     "distance": {"otdd": OTDDConfig, "sliced": SlicedConfig},
     "flow": {"default": FlowConfig},
     "model": {"classifier": ClassifierConfig},

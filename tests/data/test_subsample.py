@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from otdata.data import stratified_indices
-from otdata.data.subsample import carve, disjoint_parts
+from otdata.data.subsample import carve, disjoint_parts, per_class_indices
 
 
 def test_keeps_class_proportions_and_every_class():
@@ -45,3 +45,20 @@ def test_carved_subtasks_share_no_rows():
     assert kept == ["Business", "Sci/Tech"]
     with pytest.raises(ValueError):
         carve(X, y, names, classes=[5])
+
+
+def test_per_class_indices_draws_k_of_every_class_the_same_way_each_time():
+    y = torch.tensor([0] * 10 + [1] * 5 + [2] * 7)
+    idx = per_class_indices(y, 4, seed=3)
+    assert torch.bincount(y[idx]).tolist() == [4, 4, 4] and idx.equal(idx.sort().values)
+    assert idx.equal(per_class_indices(y, 4, seed=3)) and not idx.equal(per_class_indices(y, 4, seed=4))
+    assert len(per_class_indices(y, 5)) == 15
+
+
+def test_per_class_indices_names_the_class_too_small_for_k():
+    y = torch.tensor([0] * 10 + [1] * 5)
+    with pytest.raises(ValueError, match="class 'one' has only 5 items; choose at most 5 per class"):
+        per_class_indices(y, 6, class_names=["zero", "one"])
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            per_class_indices(y, bad)

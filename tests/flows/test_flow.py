@@ -120,6 +120,26 @@ def test_tolerance_stops_early():
     assert r.converged and r.steps_run < 200
 
 
+def test_on_step_sees_every_step_and_can_stop_the_flow():
+    Xs, ys = gaussians(SRC, seed=0)
+    Xt, yt = gaussians(TGT, seed=1)
+    seen = []
+    r = DatasetFlow(target=(Xt, yt), steps=4, progress=False, distance=DK).run(
+        Xs, ys, on_step=lambda step, steps, value: seen.append((step, steps, value)))
+    assert [(s, n) for s, n, _ in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [v for *_, v in seen] == [h["objective"] for h in r.history[:4]]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(step, steps, value):
+        if step == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        DatasetFlow(target=(Xt, yt), steps=50, progress=False, distance=DK).run(Xs, ys, on_step=stop_at_two)
+
+
 @pytest.mark.parametrize("labels,optimizer", [("fixed", "adam"), ("joint", "sgd")])
 def test_resume_is_bit_identical(tmp_path, labels, optimizer):
     Xs, ys = gaussians(SRC, seed=0)

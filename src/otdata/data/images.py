@@ -68,6 +68,11 @@ class TorchvisionImageDataModule(LabeledDataModule):
         images, labels = (idx.read_idx(p, self.folder) for p in paths)
         return images, labels.long()
 
+    def missing_files(self, split: str = "train") -> list[Path]:
+        """The files of ``split`` that are not on disk (empty: the split can be read)."""
+        files = self.expected_files(split == "train")
+        return [f for f in files if self._locate(f) is None]
+
     # -- loading ---------------------------------------------------------------------------------
     def load_split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         train = split == "train"

@@ -39,6 +39,30 @@ def stratified_indices(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     return torch.sort(torch.cat(chosen)).values
 
 
+def per_class_indices(y: torch.Tensor, k: int, seed: int = 0,
+                      class_names: Sequence[str] | None = None) -> torch.Tensor:
+    """Indices of ``k`` items of every class of ``y``, drawn at random (seeded), sorted ascending.
+
+    The same ``(y, k, seed)`` always gives the same indices. A class with fewer than ``k`` items
+    is refused, naming it (by ``class_names[c]`` when given) and the largest ``k`` that works."""
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise ValueError(f"samples per class must be a positive integer, got {k!r}.")
+    k = int(k)
+    classes, counts = torch.unique(y, return_counts=True)
+    smallest = int(torch.argmin(counts))
+    if k > int(counts[smallest]):
+        c = int(classes[smallest])
+        name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+        raise ValueError(f"{k} samples per class were asked for, but class {name!r} has only "
+                         f"{int(counts[smallest])} items; choose at most {int(counts[smallest])} per class.")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in classes:
+        members = torch.nonzero(y == c).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.sort(torch.cat(chosen)).values
+
+
 def sample(y: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
     """A stratified, seeded subsample of `n` indices of `y` (all of them when `n` is None)."""
     return torch.arange(len(y)) if n is None else stratified_indices(y, int(n), seed=seed)

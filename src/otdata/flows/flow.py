@@ -262,10 +262,12 @@ class DatasetFlow:
             total = total + w * v
         return total, parts
 
-    def run(self, Xs, ys=None, target=None, resume: bool = False) -> FlowResult:
+    def run(self, Xs, ys=None, target=None, resume: bool = False, on_step=None) -> FlowResult:
         """Flow the source ``(Xs, ys)`` toward ``target``; ``resume=True`` continues from
         ``checkpoint_dir``. Source and target are features and labels, or each one dataset
-        :func:`otdata.data.as_labeled` accepts (``run(loader, target=(Xt, yt))``)."""
+        :func:`otdata.data.as_labeled` accepts (``run(loader, target=(Xt, yt))``).
+        ``on_step(step, steps, objective)`` is called after every step (a progress display); an
+        exception it raises stops the flow and propagates (a cancel button)."""
         run = self._setup(Xs, ys, target, resume)
         rule = StepRule(self.step_size, self.label_step_size, self.max_grad_norm, self.clamp, self.tol,
                         self.patience)
@@ -278,6 +280,8 @@ class DatasetFlow:
                 fval = take_step(run, self._objective, rule)
                 if progress:
                     progress.update(task, advance=1, description=f"flow F={fval:.4g}")
+                if on_step is not None:
+                    on_step(run.step, self.steps, fval)
                 if self.checkpoint_dir and self.checkpoint_every > 0 and (
                         run.step % self.checkpoint_every == 0 or run.converged or run.step == self.steps):
                     self._checkpoint(run)

@@ -68,23 +68,35 @@ def frozen_classifier(cfg):
     return classifier, checkpoint
 
 
-def repurpose_checkpoint(cfg: DictConfig) -> Path | None:
-    """Where `experiment=repurpose` caches the frozen classifier of this run's target (the same
-    data config, data root and cache folder), or ``None`` outside a Hydra run (no composition)."""
-    from hydra import compose
+def repurpose_checkpoint(cfg: DictConfig, target: str | None = None) -> Path | None:
+    """Where `experiment=repurpose` caches the frozen classifier of ``target`` (a `data` config name;
+    default: this run's `data@target` choice, ``None`` outside a Hydra run), for the same data root
+    and cache folder."""
+    from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    if not (GlobalHydra.instance().is_initialized() and HydraConfig.initialized()):
-        return None
-    choice = HydraConfig.get().runtime.choices.get("data@target")
-    if not choice:
-        return None
-    rcfg = compose(config_name="config", overrides=["experiment=repurpose", f"data@target={choice}"])
+    composing = GlobalHydra.instance().is_initialized()
+    if target is None:
+        if not (composing and HydraConfig.initialized()):
+            return None
+        target = HydraConfig.get().runtime.choices.get("data@target")
+        if not target:
+            return None
+    overrides = ["experiment=repurpose", f"data@target={target}"]
+    if composing:
+        rcfg = compose(config_name="config", overrides=overrides)
+    else:  # a Python session (the explorer's tests): compose from the config folder
+        from otdata.config import CONFIG_DIR
+
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            rcfg = compose(config_name="config", overrides=overrides)
     with open_dict(rcfg):
         rcfg.paths.data_dir = cfg.paths.data_dir
         rcfg.paths.cache_dir = cfg.paths.cache_dir
-        rcfg.target.data_dir = cfg.target.get("data_dir", rcfg.target.get("data_dir"))
+        rcfg.target.data_dir = cfg.paths.data_dir  # not part of the cache key: the data, not its place
+        if not HydraConfig.initialized():  # the run folder only feeds keys left out of the cache key
+            rcfg.paths.output_dir = "."
     return classifier_checkpoint(rcfg)
 
 
