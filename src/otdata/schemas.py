@@ -122,6 +122,7 @@ class TransferabilityTask:
     n_pool: Optional[int] = MISSING  # noqa: UP007
     n_test: Optional[int] = MISSING  # noqa: UP007
     n_distance: Optional[int] = MISSING  # noqa: UP007
+    distances: str = "matrix"
     representation: str = MISSING
     representations: List[str] = MISSING  # noqa: UP006
     normalization: Dict[str, float] = MISSING  # noqa: UP006

@@ -115,3 +115,10 @@ def test_the_command_line_names_transforms_and_sets_their_parameters():
     assert isinstance(source.transform, Transform)
     assert source.transform.describe()[0] == {"transform": "rotate", "degrees": [90, 90]}
     assert source.transform.describe()[1]["transform"] == "crop"
+
+
+def test_a_dataset_of_vectors_refuses_an_image_transform():
+    vectors = TensorDataModule("vectors", {"train": (torch.rand(20, 8), torch.arange(20) % 2)}, ["a", "b"],
+                               transform="rotate")
+    with pytest.raises(ValueError, match="image datasets only"):
+        vectors.tensors("train")

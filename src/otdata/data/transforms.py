@@ -122,6 +122,9 @@ class Transform:
         """``X`` (images ``(n, C, H, W)`` or ``(n, H, W)``) transformed, as float ``(n, C, H, W)``.
         ``index[i]`` is item i's position in its whole split (default ``0..n-1``): with ``seed``
         and ``split`` it fixes the item's random draw."""
+        if torch.as_tensor(X).ndim not in (3, 4):
+            raise ValueError(f"{name} has items of shape {tuple(X.shape[1:])}, not images: image transforms "
+                             "apply to image datasets only; set this dataset's `transform` to none")
         X = as_images(X, name)
         index = torch.arange(len(X)) if index is None else torch.as_tensor(index)
         op = v2.Compose([_build(n, p, tuple(X.shape[-2:])) for n, p in self.steps])

@@ -119,6 +119,7 @@ class Experiment:
         self.pretrained: dict[str, tuple[Classifier, float]] = {}
         self.pretrain_sizes: dict[str, int] = {}  # items each source was pre-trained on (val included)
         self.pretrain_seconds: dict[str, float] = {}
+        self.scratch: dict[tuple, float] = {}  # (target, pool size, seed) -> from-scratch test accuracy
 
     # ------------------------------------------------------------------ distances
     def distance_specs(self) -> dict[str, tuple[DictConfig, str]]:
@@ -153,7 +154,7 @@ class Experiment:
     def compute_distances(self, datasets: dict[str, Dataset], loader: "Loader",
                           needed: set[frozenset] | None = None) -> None:
         """Every distance of `distance_specs` among `datasets`, through `distance_matrix` (cached):
-        the whole matrix, or only the unordered pairs of `needed` when it leaves some out."""
+        the whole matrix (and its heat map), or only the unordered pairs of `needed`."""
         n, seed = self.task.n_distance, self.cfg.seed
         subsamples = {}
         for name, d in sorted(datasets.items()):  # one order for every job: the cache keys match
@@ -231,14 +232,18 @@ class Experiment:
         return self.pretrained[source.name]
 
     def one_seed(self, pretrained: Classifier, target: Dataset, seed: int) -> dict:
-        """Fine-tuned and from-scratch target test accuracies on one seeded target sample."""
+        """Fine-tuned and from-scratch target test accuracies on one seeded target sample (the
+        from-scratch model trained once per target and seed, whatever the source)."""
         task = self.task
         keep = sample(target.y, task.n_finetune, seed)
         X, y = target.X[keep], target.y[keep]
         budget = dict(epochs=task.finetune_epochs, batch_size=task.finetune_batch_size,
                       trainer=self.cfg.trainer, root=self.out / "finetune", seed=seed)
-        L.seed_everything(seed, workers=True)
-        scratch = fit(build(self.model_cfg, target.num_classes, X, target.image_size), X, y, **budget)
+        key = (target.name, len(target.y), seed)  # the same for every source of this target
+        if key not in self.scratch:
+            L.seed_everything(seed, workers=True)
+            scratch = fit(build(self.model_cfg, target.num_classes, X, target.image_size), X, y, **budget)
+            self.scratch[key] = accuracy(scratch, target.X_test, target.y_test)
         L.seed_everything(seed, workers=True)
         tuned = build(self.model_cfg, target.num_classes, X, target.image_size)
         fresh = transfer_weights(pretrained, tuned, head=task.head)
@@ -247,7 +252,7 @@ class Experiment:
             if any(name.startswith(prefix) for prefix in frozen):
                 param.requires_grad_(False)
         fit(tuned, X, y, **budget)
-        scratch_acc = accuracy(scratch, target.X_test, target.y_test)
+        scratch_acc = self.scratch[key]
         tuned_acc = accuracy(tuned, target.X_test, target.y_test)
         return {"seed": seed, "n_finetune": len(y), "scratch_acc": scratch_acc,
                 "finetune_acc": tuned_acc, "gain": tuned_acc - scratch_acc,
@@ -337,8 +342,11 @@ def _run(cfg: DictConfig, out: Path) -> dict:
         except DataFileError:
             if cfg.task.strict:
                 raise
-    needed = {frozenset((available[a].name, available[b].name)) for a, b in pairs
-              if a in available and b in available}
+    if cfg.task.get("distances", "matrix") not in ("matrix", "pairs"):
+        raise ValueError(f"task.distances={cfg.task.distances!r}: use matrix (every pair among the datasets) "
+                         "or pairs (only the pairs of task.pairs)")
+    needed = None if cfg.task.get("distances", "matrix") == "matrix" else {
+        frozenset((available[a].name, available[b].name)) for a, b in pairs if a in available and b in available}
     for dim in sorted({d.X.shape[1] for d in available.values()}):  # one input space at a time
         group = {d.name: d for d in available.values() if d.X.shape[1] == dim}
         if len(group) > 1:
