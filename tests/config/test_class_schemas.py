@@ -89,9 +89,9 @@ def test_every_problem_of_a_config_is_named_at_once():
 
 
 def test_data_configs_tolerate_keys_their_datamodule_does_not_take():
-    # formats differ and steps grow around the datamodule (a `transform` key): the datamodule decides
-    cfg = compose_config(["+source.transform=flip", "data@target=image_folder", "+target.x_column=0"])
-    assert cfg.source.transform == "flip" and cfg.target.x_column == 0
+    # formats differ and steps grow around the datamodule: the datamodule decides
+    cfg = compose_config(["+source.augment=flip", "data@target=image_folder", "+target.x_column=0"])
+    assert cfg.source.augment == "flip" and cfg.target.x_column == 0
 
 
 def test_a_value_known_only_in_a_run_is_left_to_the_class():
