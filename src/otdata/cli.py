@@ -10,6 +10,10 @@ Each task is a module `otdata.tasks.<task.name>` with a `run(cfg) -> dict` funct
 
 from __future__ import annotations
 
+import time
+
+STARTED = time.perf_counter()  # the command's start, before the imports (a run's total time counts them)
+
 import importlib
 import logging
 import sys
@@ -79,11 +83,13 @@ def summarize_command(args: list[str]) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def run(cfg: DictConfig) -> float | None:
     """Hydra entry point. Returns the task's `objective` metric, if any (for sweepers)."""
+    start = time.perf_counter() if _in_sweep() else STARTED  # a sweep: each job's own time
     job = _job()
     console.setup()
     console.announce(cfg.task.name, job["output_dir"], job["overrides"])
     result = run_task(cfg) or {}
     console.finish(cfg.task.name, job["output_dir"], job["overrides"])
+    console.total_time(cfg.task.name, time.perf_counter() - start)
     return result.get("objective")
 
 

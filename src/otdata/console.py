@@ -133,6 +133,23 @@ def announce(task: str, output_dir: str, overrides: list[str]) -> None:
                                      else f"otdata task={task}", output_dir)
 
 
+def duration(seconds: float) -> str:
+    """A duration as people say it: `48 s`, `3 min 12 s`, `1 h 05 min`."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def total_time(task: str, seconds: float) -> None:
+    """The run's last line: how long the whole command took."""
+    logging.getLogger("otdata").info("task=%s finished in %s (total)", task, duration(seconds))
+
+
 def finish(task: str, output_dir: str, overrides: list[str], show: bool = True) -> str | None:
     """Append the command to the task's result table `<task>.md` (so the table records the
     settings that made it) and print the table; returns its text, or None if the task wrote none."""
