@@ -117,14 +117,15 @@ def frozen_classifier(cfg):
     if checkpoint.is_file():
         return load_or_train_classifier(None, checkpoint)
     log.info("No cached %s classifier at %s: training one now (model=%s, %s epochs, seed %d; "
-             "about 5 min on 2 idle CPU cores). Later runs load it from the cache; "
+             "minutes on a CPU). Later runs load it from the cache; "
              "task.classifier_ckpt=<file> uses another.",
              cfg.target._target_.split(".")[-1].removesuffix("DataModule"), checkpoint,
              cfg.model.net._target_.split(".")[-1], cfg.trainer.get("max_epochs"), seed)
     start = time.perf_counter()
     train_dm = instantiate(cfg.target, seed=seed)
     classifier, checkpoint = load_or_train_classifier(
-        train_dm, checkpoint, model=cfg.model, trainer=cfg.trainer, seed=seed)
+        train_dm, checkpoint, model=cfg.model, trainer=cfg.trainer, seed=seed,
+        phase=f"{train_dm.name} classifier")
     log.info("Trained the classifier in %.0f s → %s", time.perf_counter() - start, checkpoint)
     return classifier, checkpoint
 

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from otdata.rng import rng_state, set_rng_state
 from otdata.models import build_classifier
 from otdata.tables import write_table
-from otdata.tasks.common import instantiate_callbacks, instantiate_loggers
+from otdata.tasks.common import close_loggers, instantiate_callbacks, instantiate_loggers
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ def run(cfg: DictConfig) -> dict:
     }
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     write_table([summary], out / "train")
+    close_loggers(loggers)
     log.info("%s on %s: test acc %.4f (%.0f s) → %s", summary["model"], summary["data"],
              summary["test_acc"], seconds, out)
     return {**summary, "objective": summary["test_acc"]}
