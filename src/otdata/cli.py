@@ -89,7 +89,8 @@ def run(cfg: DictConfig) -> float | None:
     console.announce(cfg.task.name, job["output_dir"], job["overrides"])
     result = run_task(cfg) or {}
     console.finish(cfg.task.name, job["output_dir"], job["overrides"])
-    console.total_time(cfg.task.name, time.perf_counter() - start)
+    whole = None if _in_sweep() else console.process_seconds()  # start-up included, when known
+    console.total_time(cfg.task.name, whole if whole is not None else time.perf_counter() - start)
     return result.get("objective")
 
 

@@ -145,6 +145,18 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def process_seconds() -> float | None:
+    """Seconds since this process started, interpreter start-up and imports included (Linux:
+    /proc), or None where that is not known."""
+    import os
+
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def total_time(task: str, seconds: float) -> None:
     """The run's last line: how long the whole command took."""
     logging.getLogger("otdata").info("task=%s finished in %s (total)", task, duration(seconds))
