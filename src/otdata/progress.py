@@ -36,9 +36,11 @@ _STAGES: list[str] = []
 
 
 def on_terminal() -> bool:
-    """Whether the run's output is a terminal a bar can be drawn on."""
-    stream = sys.stdout
-    return bool(getattr(stream, "isatty", lambda: False)()) and os.environ.get("TERM") != "dumb"
+    """Whether the output can show a live bar: a terminal (not a dumb one), or a notebook."""
+    from rich.console import Console
+
+    console = Console(file=sys.stdout)
+    return (console.is_terminal and not console.is_dumb_terminal) or console.is_jupyter
 
 
 def every_seconds() -> float:
