@@ -165,7 +165,8 @@ def test_the_gif_names_the_classes_under_the_particles(tmp_path):
 def test_captions_show_the_expected_class_and_colour_right_and_wrong():
     captions = plots.class_captions([0, 1], ["na", "ki"], predicted=[7, 2], predicted_names=list("0123456789"),
                                     expected=[7, 3])
-    assert captions == ["na → 7\nmodel: 7", "ki → 3\nmodel: 2"]
+    assert captions == ["na\n→ 7\nmodel: 7", "ki\n→ 3\nmodel: 2"]
+    assert plots.class_captions([1], ["na", "ki"], expected=[3]) == ["ki\n→ 3"]
     assert plots.agreement_colors([7, 2], [7, 3]) == [plots.RIGHT, plots.WRONG]
 
 

@@ -91,18 +91,18 @@ def label_distance_heatmap(
 
 def class_captions(labels, names: Sequence[str] | None = None, predicted=None,
                    predicted_names: Sequence[str] | None = None, expected=None) -> list[str]:
-    """Captions for `image_rows`: each image's class name, with `expected` the class a model should
-    say for it (`na → 7`: under a class correspondence), and with `predicted` a second line with
-    what a classifier says (e.g. `Trouser` / `model: 1`)."""
+    """Captions for `image_rows`: each image's class name; with `predicted`, a second line with what a
+    classifier says (`Trouser` / `model: 1`); with `expected`, the class it should say for the image
+    under a class correspondence, on a line between them (`na` / `→ 7` / `model: 7`): short lines,
+    which fit under an image."""
     labels = [int(c) for c in torch.as_tensor(labels).flatten()]
     texts = [class_name(names, c) for c in labels]
-    if expected is not None:
-        texts = [f"{t} → {class_name(predicted_names, e) if e >= 0 else 'none'}"
-                 for t, e in zip(texts, [int(e) for e in torch.as_tensor(expected).flatten()])]
-    if predicted is not None:
-        said = [class_name(predicted_names, c) for c in torch.as_tensor(predicted).flatten()]
-        texts = [f"{t}\nmodel: {p}" for t, p in zip(texts, said)]
-    return texts
+    said = [None] * len(texts) if predicted is None else \
+        [class_name(predicted_names, c) for c in torch.as_tensor(predicted).flatten()]
+    want = [None] * len(texts) if expected is None else \
+        [class_name(predicted_names, e) if e >= 0 else "none" for e in torch.as_tensor(expected).flatten().tolist()]
+    return ["\n".join([t] + ([f"→ {w}"] if w is not None else []) + ([f"model: {p}"] if p is not None else []))
+            for t, w, p in zip(texts, want, said)]
 
 
 def agreement_colors(predicted, expected) -> list[str]:
@@ -224,7 +224,7 @@ def image_rows(
                     ax.set_xlabel(str(texts[j]), fontsize=MIN_FONT, labelpad=1, color=color)
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(name, fontsize=11)
+        axes[r, 0].set_ylabel(name.replace(" (", "\n("), fontsize=11)  # "test\n(learned map)" fits a row
     if title:
         fig.suptitle(title, fontsize=12)
     fig.subplots_adjust(wspace=0.1, hspace=0.2 + 0.3 * lines)

@@ -161,6 +161,6 @@ def test_before_after_grids_show_the_expected_class_and_colour_the_model_right_o
     identity, matched = drawn[tmp_path / "identity"], drawn[tmp_path / "correspondence"]
     assert identity["captions"]["source"] == ["o\nmodel: 7", "ki\nmodel: 3"]
     assert identity["caption_colors"]["source"] == [plots.WRONG, plots.WRONG]
-    assert matched["captions"]["test"] == ["o → 7\nmodel: 7", "ki → 2\nmodel: 3"]
+    assert matched["captions"]["test"] == ["o\n→ 7\nmodel: 7", "ki\n→ 2\nmodel: 3"]
     assert matched["caption_colors"]["test"] == [plots.RIGHT, plots.WRONG]
     assert "green" in matched["title"] and "correspondence protocol" in matched["title"]
