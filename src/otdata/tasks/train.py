@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from otdata.rng import rng_state, set_rng_state
 from otdata.models import build_classifier
+from otdata.models.progress import PhaseProgressBar
 from otdata.tables import write_table
 from otdata.tasks.common import close_loggers, instantiate_callbacks, instantiate_loggers
 
@@ -101,6 +102,8 @@ def run(cfg: DictConfig) -> dict:
     callbacks = instantiate_callbacks(cfg)
     if not cfg.trainer.get("enable_progress_bar", True):  # `trainer.enable_progress_bar=false`
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    elif not any(isinstance(c, ProgressBar) for c in callbacks):  # e.g. callbacks=none: not tqdm's
+        callbacks.append(PhaseProgressBar("training"))            # bar, which a log file garbles
     callbacks = _checkpointing(callbacks, out)
     loggers = instantiate_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
