@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "otdata"
 LAYERS = {
     "checks": 0, "rng": 0, "tables": 0, "schemas": 0, "config": 0, "instantiate": 0, "console": 0,
     "plots": 0, "correlation": 0, "summary": 0, "transfer_stats": 0, "display": 0, "class_names": 0,
+    "progress": 0,
     "ot": 1, "data": 1, "cluster": 1, "class_schemas": 1,
     "distance": 2, "models": 2,
     "flows": 3,

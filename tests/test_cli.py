@@ -18,11 +18,25 @@ def otdata(args: list[str], cwd: Path, data_root: Path) -> subprocess.CompletedP
     return subprocess.run(OTDATA + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_help_lists_the_config_groups(tmp_path, data_root):
+def test_help_describes_every_config_group_in_one_line_with_its_options(tmp_path, data_root):
+    """Every user-facing group of conf/ (not the internal schema/* and debug/task) is listed with a
+    one-line description, and every option of it on the line below; the help fits a screen."""
+    import re
+
+    from otdata.config import CONFIG_DIR
+
     result = otdata(["--help"], tmp_path, data_root)
     assert result.returncode == 0, result.stderr
-    for group in ("data", "model", "trainer", "logger", "distance", "flow", "task", "experiment"):
-        assert f"{group}:" in result.stdout
+    lines = result.stdout.splitlines()
+    groups = {p.name: p for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("schema", "hydra")}
+    groups["hydra/launcher"] = CONFIG_DIR / "hydra" / "launcher"
+    for group, folder in groups.items():
+        at = [i for i, line in enumerate(lines) if re.match(rf"^  {re.escape(group)} +\S.{{10,}}", line)]
+        assert len(at) == 1, f"{group}: no one-line description in --help"
+        listed = set(lines[at[0] + 1].replace(",", " ").split())
+        assert {p.stem for p in folder.glob("*.yaml")} == listed, group
+    assert "schema" not in result.stdout and "debug/task" not in result.stdout
+    assert len(lines) < 60
 
 
 def test_wrong_override_names_the_choices(tmp_path, data_root):

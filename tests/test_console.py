@@ -96,3 +96,14 @@ def test_finish_records_the_command_once(tmp_path, capsys):
     assert text.count("Command: `otdata task=distance distance=means`") == 1
     assert "| 1 |" in capsys.readouterr().out
     assert console.finish("flow", str(tmp_path), []) is None
+
+
+def test_durations_read_as_people_say_them_and_the_total_counts_from_process_start():
+    assert [console.duration(s) for s in (0.4, 48, 192, 3900)] == ["0 s", "48 s", "3 min 12 s", "1 h 05 min"]
+    import time
+
+    age = console.process_seconds()
+    assert age is None or age > 0  # None off Linux; here: since this interpreter started
+    if age is not None:
+        time.sleep(0.05)
+        assert console.process_seconds() > age

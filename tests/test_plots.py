@@ -104,3 +104,76 @@ def test_class_captions_name_the_class_and_the_model_prediction():
     assert plots.class_captions(torch.tensor([1, 0]), ["T-shirt", "Trouser"]) == ["Trouser", "T-shirt"]
     assert plots.class_captions([1], ["T-shirt", "Trouser"], predicted=torch.tensor([7])) == [
         "Trouser\nmodel: 7"]
+
+
+def every_font_size(fig) -> list[tuple[float, str]]:
+    fig.canvas.draw()
+    return [(t.get_fontsize(), t.get_text()) for t in fig.findobj(lambda a: hasattr(a, "get_fontsize"))
+            if hasattr(t, "get_text") and t.get_text().strip()]
+
+
+def test_every_text_of_every_figure_is_at_least_10_pt(drawn, tmp_path):
+    """Readable on a slide: no caption, label, title or cell value under 10 pt."""
+    X, y = torch.rand(40, 64), torch.arange(40) % 10
+    names = [f"class {c}" for c in range(10)]
+    P = torch.rand(40, 40)
+    figs = [
+        plots.label_distance_heatmap(torch.rand(10, 10), names, names),
+        plots.correspondence_grid(X, X, torch.randint(0, 40, (40, 5)), rows=10, y_source=y, y_target=y,
+                                  source_classes=names, target_classes=names),
+        plots.image_rows({"before": X, "after": X}, per_row=10,
+                         captions={"before": plots.class_captions(y[:10], names, y[:10], names, y[:10])}),
+        plots.labeled_scatter([1, 2, 3], [3, 1, 2], ["a", "b", "c"], xlabel="x", ylabel="y", title="t"),
+        plots.coupling_matrix(P, y, y, names, names),
+        plots.samples_and_coupling(X, y, X, y, P, n_lines=5, source_classes=names, target_classes=names),
+    ]
+    figures.save_flow_snapshots({"steps": [0, 1, 2], "frames": torch.rand(3, 8, 64)}, "s.png",
+                                image_shape=(1, 8, 8), captions=names[:8])
+    figures.plot_history([{"step": s, "objective": 1.0 / (s + 1)} for s in range(5)], "h.png",
+                         refresh_every=2)
+    for fig in figs + drawn:
+        small = [(size, text) for size, text in every_font_size(fig) if size < plots.MIN_FONT]
+        assert not small, small
+
+
+def test_snapshot_rows_come_where_the_particles_move_and_never_repeat(drawn):
+    start, end = torch.zeros(4, 64), torch.ones(4, 64)
+    moving = [start + (end - start) * min(t, 3) / 3 for t in range(31)]  # moves for 3 steps, then rests
+    frames = torch.stack(moving)
+    rows = figures.moving_rows(frames, 6)
+    assert rows[0] == 0 and rows[-1] == 30 and len(rows) == 4  # steps 0, 1, 2 (or 3) and the last
+    shown = frames[rows].reshape(len(rows), -1)
+    assert all((shown[i] - shown[i + 1]).abs().mean() > 0.1 for i in range(len(rows) - 1))
+    figures.save_flow_snapshots({"steps": list(range(31)), "frames": frames}, "s.png",
+                                image_shape=(1, 8, 8), n_images=4)
+    labels = [ax.get_ylabel() for ax in drawn[0].axes]
+    assert labels[-1] == "step 30" and len(labels) == len(set(labels)) == 4
+    assert figures.moving_rows(torch.zeros(5, 2, 4), 6) == [4]  # nothing moves: one row
+
+
+def test_the_gif_names_the_classes_under_the_particles(tmp_path):
+    trajectory = {"steps": [0, 5], "frames": torch.zeros(2, 4, 64)}  # black particles
+    plain = figures.save_flow_gif(trajectory, tmp_path / "a.gif", image_shape=(1, 8, 8), n_images=4, nrow=4)
+    named = figures.save_flow_gif(trajectory, tmp_path / "b.gif", image_shape=(1, 8, 8), n_images=4,
+                                  nrow=4, captions=["zero", "one", "two", "three"])
+    a, b = Image.open(plain), Image.open(named)
+    b.seek(b.n_frames - 1)  # the last frame, the one held on screen
+    strip = np.asarray(b.convert("L"))[a.height:]  # below the particles: the caption strip
+    assert b.height > a.height and (strip < 128).sum() > 20  # dark text on white
+
+
+def test_captions_show_the_expected_class_and_colour_right_and_wrong():
+    captions = plots.class_captions([0, 1], ["na", "ki"], predicted=[7, 2], predicted_names=list("0123456789"),
+                                    expected=[7, 3])
+    assert captions == ["na\n→ 7\nmodel: 7", "ki\n→ 3\nmodel: 2"]
+    assert plots.class_captions([1], ["na", "ki"], expected=[3]) == ["ki\n→ 3"]
+    assert plots.agreement_colors([7, 2], [7, 3]) == [plots.RIGHT, plots.WRONG]
+
+
+def test_a_ten_class_correspondence_grid_is_landscape(drawn):
+    X, y = torch.rand(30, 16), torch.arange(30) % 10
+    fig = plots.correspondence_grid(X, X, torch.randint(0, 30, (30, 5)), rows=10, y_source=y, y_target=y)
+    width, height = fig.get_size_inches()
+    assert width > height
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert len(shown) == 10 * 6 and sorted(ax.get_xlabel() for ax in shown[::6]) == [str(c) for c in range(10)]

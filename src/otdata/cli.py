@@ -12,6 +12,10 @@ of the tasks (`explore`) are named in `APP_TASKS`.
 
 from __future__ import annotations
 
+import time
+
+STARTED = time.perf_counter()  # the command's start, before the imports (a run's total time counts them)
+
 import importlib
 import logging
 import sys
@@ -86,11 +90,14 @@ def summarize_command(args: list[str]) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def run(cfg: DictConfig) -> float | None:
     """Hydra entry point. Returns the task's `objective` metric, if any (for sweepers)."""
+    start = time.perf_counter() if _in_sweep() else STARTED  # a sweep: each job's own time
     job = _job()
     console.setup()
     console.announce(cfg.task.name, job["output_dir"], job["overrides"])
     result = run_task(cfg) or {}
     console.finish(cfg.task.name, job["output_dir"], job["overrides"])
+    whole = None if _in_sweep() else console.process_seconds()  # start-up included, when known
+    console.total_time(cfg.task.name, whole if whole is not None else time.perf_counter() - start)
     return result.get("objective")
 
 

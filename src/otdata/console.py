@@ -133,6 +133,35 @@ def announce(task: str, output_dir: str, overrides: list[str]) -> None:
                                      else f"otdata task={task}", output_dir)
 
 
+def duration(seconds: float) -> str:
+    """A duration as people say it: `48 s`, `3 min 12 s`, `1 h 05 min`."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def process_seconds() -> float | None:
+    """Seconds since this process started, interpreter start-up and imports included (Linux:
+    /proc), or None where that is not known."""
+    import os
+
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def total_time(task: str, seconds: float) -> None:
+    """The run's last line: how long the whole command took."""
+    logging.getLogger("otdata").info("task=%s finished in %s (total)", task, duration(seconds))
+
+
 def finish(task: str, output_dir: str, overrides: list[str], show: bool = True) -> str | None:
     """Append the command to the task's result table `<task>.md` (so the table records the
     settings that made it) and print the table; returns its text, or None if the task wrote none."""

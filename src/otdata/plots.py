@@ -8,6 +8,9 @@ a ``path``, also writes it there as a PNG; ``path=None`` writes nothing. The fig
 pyplot once drawn, so a loop of figures holds no memory and a notebook shows each one once. Importing
 this module leaves the matplotlib backend alone (a notebook's inline backend keeps working; with no
 display, matplotlib itself falls back to Agg).
+
+Every text is at least 10 pt at the size the figure is written (:data:`MIN_FONT`), so that the
+figures stay readable on a slide.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ import torch
 from matplotlib.figure import Figure
 
 from otdata.class_names import class_name
+
+#: The smallest font size (pt) of any text in these figures.
+MIN_FONT = 10
+#: Caption colours where a classifier says the expected class, and where it does not.
+RIGHT, WRONG = "tab:green", "tab:red"
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
@@ -63,7 +71,7 @@ def label_distance_heatmap(
     figure), or of any class-by-class matrix (``cmap``, ``fmt`` for the cell texts)."""
     D = torch.as_tensor(distances).detach().cpu().numpy()
     rows, cols = D.shape
-    fig, ax = plt.subplots(figsize=(1.6 + 0.55 * cols, 1.0 + 0.5 * rows))
+    fig, ax = plt.subplots(figsize=(1.8 + 0.75 * cols, 1.2 + 0.6 * rows))
     image = ax.imshow(D, cmap=cmap)
     ax.set_xticks(range(cols), [str(c) for c in col_names], rotation=45, ha="right")
     ax.set_yticks(range(rows), [str(r) for r in row_names])
@@ -74,7 +82,7 @@ def label_distance_heatmap(
         threshold = D.min() + 0.5 * (D.max() - D.min())
         for i in range(rows):
             for j in range(cols):
-                ax.text(j, i, fmt.format(D[i, j]), ha="center", va="center", fontsize=7,
+                ax.text(j, i, fmt.format(D[i, j]), ha="center", va="center", fontsize=MIN_FONT,
                         color="white" if D[i, j] > threshold else "black")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     bar.set_label(colorbar_label)
@@ -82,15 +90,26 @@ def label_distance_heatmap(
 
 
 def class_captions(labels, names: Sequence[str] | None = None, predicted=None,
-                   predicted_names: Sequence[str] | None = None) -> list[str]:
-    """Captions for `image_rows`: each image's class name, and with `predicted` a second line with
-    what a classifier says (e.g. `Trouser` / `model: 1`)."""
+                   predicted_names: Sequence[str] | None = None, expected=None) -> list[str]:
+    """Captions for `image_rows`: each image's class name; with `predicted`, a second line with what a
+    classifier says (`Trouser` / `model: 1`); with `expected`, the class it should say for the image
+    under a class correspondence, on a line between them (`na` / `→ 7` / `model: 7`): short lines,
+    which fit under an image."""
     labels = [int(c) for c in torch.as_tensor(labels).flatten()]
     texts = [class_name(names, c) for c in labels]
-    if predicted is not None:
-        said = [class_name(predicted_names, c) for c in torch.as_tensor(predicted).flatten()]
-        texts = [f"{t}\nmodel: {p}" for t, p in zip(texts, said)]
-    return texts
+    said = [None] * len(texts) if predicted is None else \
+        [class_name(predicted_names, c) for c in torch.as_tensor(predicted).flatten()]
+    want = [None] * len(texts) if expected is None else \
+        [class_name(predicted_names, e) if e >= 0 else "none" for e in torch.as_tensor(expected).flatten().tolist()]
+    return ["\n".join([t] + ([f"→ {w}"] if w is not None else []) + ([f"model: {p}"] if p is not None else []))
+            for t, w, p in zip(texts, want, said)]
+
+
+def agreement_colors(predicted, expected) -> list[str]:
+    """`RIGHT` (green) where a classifier says the expected class, `WRONG` (red) where not: the
+    caption colours of `image_rows`."""
+    said, want = torch.as_tensor(predicted).flatten().tolist(), torch.as_tensor(expected).flatten().tolist()
+    return [RIGHT if s == w else WRONG for s, w in zip(said, want)]
 
 
 def one_per_class(y: torch.Tensor, limit: int) -> list[int]:
@@ -115,7 +134,8 @@ def correspondence_grid(
     """Each row: one source item, then the target items the coupling sends most of its mass to.
 
     `matches` is `(n_source, k)` target indices (e.g. the top-k of each coupling row). With labels,
-    the rows show one source item per class and every image is captioned with its class name.
+    the rows show one source item per class and every image is captioned with its class name. More
+    than five rows are laid out in two blocks side by side (a landscape figure for a slide).
     """
     source, target = as_images(X_source, image_shape), as_images(X_target, image_shape)
     matches = torch.as_tensor(matches)[:, :6]
@@ -125,28 +145,32 @@ def correspondence_grid(
     else:
         picks = np.linspace(0, len(source) - 1, num=min(rows, len(source))).astype(int).tolist()
     k = matches.shape[1]
-    fig, axes = plt.subplots(len(picks), k + 1, figsize=(1.2 * (k + 1) + 0.6, 1.25 * len(picks)),
-                             squeeze=False)
-    for r, i in enumerate(picks):
-        axes[r, 0].imshow(source[i], cmap="gray")
-        if y_source is not None:
-            axes[r, 0].set_xlabel(class_name(source_classes, y_source[i]), fontsize=7, labelpad=1)
-        for j in range(k):
-            t = int(matches[i, j])
-            axes[r, j + 1].imshow(target[t], cmap="gray")
-            if y_target is not None:
-                axes[r, j + 1].set_xlabel(class_name(target_classes, y_target[t]), fontsize=7,
-                                          labelpad=1)
+    blocks = 2 if len(picks) > 5 else 1
+    height = -(-len(picks) // blocks)
+    widths = ([1.0] * (k + 1) + [0.25]) * blocks
+    fig, axes = plt.subplots(height, len(widths) - 1, squeeze=False, gridspec_kw={"width_ratios": widths[:-1]},
+                             figsize=(1.05 * sum(widths) + 0.3, 1.3 * height + 1.1))
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, 0].set_title(f"{source_name}\nitem", fontsize=8)
-    for j in range(k):
-        axes[0, j + 1].set_title(f"{target_name}\nmatch {j + 1}", fontsize=8)
+        ax.axis("off")
+    for n, i in enumerate(picks):
+        r, col = n % height, (n // height) * (k + 2)
+        images = [(source[i], y_source, source_classes, i)] + \
+                 [(target[int(t)], y_target, target_classes, int(t)) for t in matches[i, :k]]
+        for j, (image, labels, names, index) in enumerate(images):
+            ax = axes[r, col + j]
+            ax.axis("on")
+            ax.imshow(image, cmap="gray")
+            if labels is not None:
+                ax.set_xlabel(class_name(names, labels[index]), fontsize=MIN_FONT, labelpad=1)
+    for b in range(blocks):
+        axes[0, b * (k + 2)].set_title(f"{source_name}\nitem", fontsize=MIN_FONT)
+        for j in range(k):
+            axes[0, b * (k + 2) + j + 1].set_title(f"{target_name}\nmatch {j + 1}", fontsize=MIN_FONT)
     fig.suptitle(title or f"{source_name} → {target_name}: each {source_name} item and the "
-                 f"{k} {target_name} items\nthe OTDD coupling sends most of its mass to "
-                 "(class names under the images)", fontsize=9)
-    fig.tight_layout()
+                 f"{k} {target_name} items the OTDD coupling sends most of its mass to", fontsize=12)
+    fig.subplots_adjust(wspace=0.08, hspace=0.35, top=1 - 0.95 / (1.3 * height + 1.1))
     return finish(fig, path)
 
 
@@ -170,11 +194,11 @@ def image_rows(
         if name in separate and layout:
             layout.append(None)  # a spacer with the note
         layout.append(name)
-    has_caption = bool(captions)
+    lines = max((str(t).count("\n") + 1 for texts in captions.values() for t in texts), default=0)
     heights = [1.0 if name is not None else 0.35 for name in layout]
     fig, axes = plt.subplots(
         len(layout), per_row, squeeze=False,
-        figsize=(0.95 * per_row + 0.6, sum(heights) * (1.25 if has_caption else 1.0) + 0.4),
+        figsize=(1.15 * per_row + 0.8, sum(heights) * (1.0 + 0.2 * lines) + 0.6),
         gridspec_kw={"height_ratios": heights},
     )
     for r, name in enumerate(layout):
@@ -185,7 +209,7 @@ def image_rows(
             for ax in axes[r]:
                 ax.axis("off")
             following = layout[r + 1]
-            axes[r, 0].text(0.0, 0.2, f"{following}: {separate_note}", fontsize=8, style="italic",
+            axes[r, 0].text(0.0, 0.2, f"{following}: {separate_note}", fontsize=MIN_FONT, style="italic",
                             transform=axes[r, 0].transAxes, ha="left", va="center")
             continue
         images = as_images(rows[name][:per_row], image_shape)
@@ -197,13 +221,13 @@ def image_rows(
                 ax.imshow(images[j], cmap="gray", vmin=0, vmax=1)
                 if texts is not None and j < len(texts):
                     color = colors[j] if colors is not None and j < len(colors) and colors[j] else "black"
-                    ax.set_xlabel(str(texts[j]), fontsize=7, labelpad=1, color=color)
+                    ax.set_xlabel(str(texts[j]), fontsize=MIN_FONT, labelpad=1, color=color)
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(name, fontsize=8)
+        axes[r, 0].set_ylabel(name.replace(" (", "\n("), fontsize=11)  # "test\n(learned map)" fits a row
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(wspace=0.08, hspace=0.45 if captions else 0.12)
+        fig.suptitle(title, fontsize=12)
+    fig.subplots_adjust(wspace=0.1, hspace=0.2 + 0.3 * lines)
     return finish(fig, path)
 
 
@@ -216,7 +240,7 @@ def labeled_scatter(
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     ax.scatter(x, y, color="tab:blue")
     for xi, yi, name in zip(x, y, labels):
-        ax.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.annotate(str(name), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=MIN_FONT)
     if len(x) >= 2 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
         grid = np.linspace(x.min(), x.max(), 50)
@@ -378,12 +402,12 @@ def transfer_scatter(rows: list[dict], key: str, outcome: str, ax, title: str) -
     ax.errorbar(x, y, yerr=[r.get(f"{outcome}_std", 0.0) for r in rows], fmt="o", ms=4, capsize=2,
                 color="tab:blue", ecolor="0.6")
     for r in rows:
-        ax.annotate(r["pair"], (r[key], r[outcome]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        ax.annotate(r["pair"], (r[key], r[outcome]), fontsize=MIN_FONT, xytext=(3, 2), textcoords="offset points")
     ax.axhline(0, color="0.8", lw=0.8, zorder=0)
     ax.set_xlabel(key)
     ax.set_ylabel({"gain": "transfer gain (accuracy points)",
                    "error_drop": "relative drop in test error (%)"}[outcome])
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=11)
 
 
 def transfer_figures(rows: list[dict], stats: list[dict], out: Path | None, outcome: str

@@ -94,6 +94,7 @@ class RepurposeTask:
     extension_k: int = MISSING
     protocols: List[str] = MISSING  # noqa: UP006
     match: str = MISSING
+    classifier: str = MISSING
     classifier_ckpt: Optional[str] = MISSING  # noqa: UP007
     classifier_seed: Optional[int] = MISSING  # noqa: UP007
     strict: bool = MISSING

@@ -140,3 +140,27 @@ def test_cache_defaults_to_the_user_cache_folder(monkeypatch, tmp_path):
     assert len(keys) == 1
     assert classifier.classifier_checkpoint(
         compose_config(["experiment=repurpose", "trainer.max_epochs=1"], output_dir=tmp_path)).name not in keys
+
+
+def test_before_after_grids_show_the_expected_class_and_colour_the_model_right_or_wrong(monkeypatch, tmp_path):
+    """Under the correspondence protocol each caption says which digit the item should read as;
+    under both protocols a caption is green where the frozen model says it, red where not."""
+    from types import SimpleNamespace
+
+    drawn = {}
+    monkeypatch.setattr(repurpose.plots, "image_rows", lambda images, path, **kw: drawn.setdefault(path, kw))
+    said = torch.tensor([7, 3])
+    model = SimpleNamespace(predict=lambda X: said[:len(X)])
+    source = SimpleNamespace(name="KMNIST", class_names=["o", "ki"], image_size=28)
+    target = SimpleNamespace(name="MNIST", class_names=[str(d) for d in range(10)])
+    images = {"source": torch.rand(2, 784), "test": torch.rand(2, 784)}
+    y = torch.tensor([0, 1])
+    for protocol, corr in (("identity", {0: 0, 1: 1}), ("correspondence", {0: 7, 1: 2})):
+        repurpose.before_after_grid(images, y, y, corr, protocol, source, target, model,
+                                    tmp_path / protocol)
+    identity, matched = drawn[tmp_path / "identity"], drawn[tmp_path / "correspondence"]
+    assert identity["captions"]["source"] == ["o\nmodel: 7", "ki\nmodel: 3"]
+    assert identity["caption_colors"]["source"] == [plots.WRONG, plots.WRONG]
+    assert matched["captions"]["test"] == ["o\n→ 7\nmodel: 7", "ki\n→ 2\nmodel: 3"]
+    assert matched["caption_colors"]["test"] == [plots.RIGHT, plots.WRONG]
+    assert "green" in matched["title"] and "correspondence protocol" in matched["title"]

@@ -22,7 +22,8 @@ from otdata.explore.distance_page import DistancePage, distance_node
 from otdata.explore.items import Choice
 from otdata.flows.fidelity import ClassFidelityWarning
 from otdata.instantiate import safe_instantiate
-from otdata.tasks.classifier import repurpose_checkpoint
+from otdata.models.shipped import load_shipped
+from otdata.tasks.classifier import classifier_checkpoint, repurpose_config, shipped_match
 from otdata.tasks.flow import classifier_scores
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,16 @@ def _scores(cfg: DictConfig, choice: Choice, result) -> tuple[dict, str]:
 
 
 def mnist_classifier(cfg: DictConfig):
-    """``(classifier, where)``: ``task.classifier_ckpt``, else the one `experiment=repurpose` cached
-    for MNIST; ``(None, where it was looked for)`` when there is none. Read with
+    """``(classifier, where)``: ``task.classifier_ckpt``, else the one `experiment=repurpose` uses
+    for MNIST (shipped with otdata, or cached); ``(None, where it was looked for)`` when there is none. Read with
     ``weights_only=True`` (no pickled code runs)."""
     given = cfg.task.get("classifier_ckpt")
     try:
-        path = Path(given) if given else repurpose_checkpoint(cfg, "mnist")
+        rcfg = None if given else repurpose_config(cfg, "mnist")
+        shipped = shipped_match(rcfg) if rcfg is not None else None
+        if shipped:
+            return load_shipped(shipped), f"shipped with otdata ({shipped})"
+        path = Path(given) if given else classifier_checkpoint(rcfg)
     except Exception as error:  # a failed look-up only means: no score
         return None, f"(its look-up failed: {type(error).__name__}: {error})"
     if path is None or not path.is_file():

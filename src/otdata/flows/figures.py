@@ -93,10 +93,22 @@ def _frames(trajectory) -> tuple[torch.Tensor, list[int]]:
     return frames, steps
 
 
-def _pick(T: int, n_snapshots: int) -> list[int]:
-    if T <= n_snapshots:
-        return list(range(T))
-    return sorted({int(round(i)) for i in np.linspace(0, T - 1, n_snapshots)})
+def moving_rows(frames: torch.Tensor, n_snapshots: int, still: float = 0.005) -> list[int]:
+    """Which recorded frames to show: spread evenly over how far the particles moved (their summed
+    mean absolute change), not over the steps, so the rows come where the particles still move; the
+    first and last frames always, and no row whose mean absolute difference to the next shown row is
+    under `still` (in pixel units: a row that would look the same)."""
+    flat = frames.reshape(len(frames), -1).float()
+    if len(flat) <= 1:
+        return [0]
+    path = torch.cat([torch.zeros(1), torch.cumsum((flat[1:] - flat[:-1]).abs().mean(dim=1), 0)])
+    marks = torch.linspace(0, float(path[-1]), max(2, n_snapshots))
+    picks = sorted({min(int(torch.searchsorted(path, m)), len(flat) - 1) for m in marks} | {0, len(flat) - 1})
+    rows = [picks[-1]]
+    for t in reversed(picks[:-1]):  # from the end: keep the last frame, drop look-alikes before it
+        if float((flat[t] - flat[rows[0]]).abs().mean()) >= still:
+            rows.insert(0, t)
+    return rows
 
 
 def save_flow_snapshots(trajectory, path: str | Path, image_shape=None, n_images: int = 8,
@@ -105,17 +117,19 @@ def save_flow_snapshots(trajectory, path: str | Path, image_shape=None, n_images
     """One row per snapshot (step), ``n_images`` particles per row, step numbers on the left.
 
     ``trajectory`` is ``FlowResult.trajectory`` (dict with ``frames``/``steps``) or a
-    ``(T, m, d)`` tensor. ``captions`` (one per recorded particle, e.g. its class name) are written
-    under the columns of the last row."""
+    ``(T, m, d)`` tensor. Up to ``n_snapshots`` rows, at the steps where the particles move
+    (:func:`moving_rows`: a flow that settles early gets its rows early, and no two rows look the
+    same). ``captions`` (one per recorded particle, e.g. its class name) are written under the
+    columns of the last row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     frames, steps = _frames(trajectory)
-    rows = _pick(len(frames), n_snapshots)
+    rows = moving_rows(frames[:, :n_images], n_snapshots)
     n_images = min(n_images, frames.shape[1])
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n_images + 1, 1.1 * len(rows) + 0.8),
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 * n_images + 1.2, 1.1 * len(rows) + 1.0),
                              squeeze=False)
     side = None
     for ax, t in zip(axes[:, 0], rows):
@@ -124,14 +138,14 @@ def save_flow_snapshots(trajectory, path: str | Path, image_shape=None, n_images
         ax.imshow(grid, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(f"step {steps[t]}", rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_ylabel(f"step {steps[t]}", rotation=0, ha="right", va="center", fontsize=11)
     if captions is not None and side:
         last = axes[-1, 0]
         last.set_xticks([2 + side * (j + 0.5) - 1 for j in range(n_images)],
-                        [str(c) for c in list(captions)[:n_images]], fontsize=8)
+                        [str(c) for c in list(captions)[:n_images]], fontsize=11)
         last.tick_params(length=0)
     fig.suptitle(title or "Particles along the flow (one row per step, the same particles in "
-                 "every row)", fontsize=10)
+                 "every row)", fontsize=12)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
 
@@ -145,15 +159,41 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def _captioned(grid, captions: Sequence[str], nrow: int, side: int, font, padding: int = 2):
+    """A grid image (``image_grid`` of ``side``-pixel cells, upscaled) with a text strip under each
+    row of cells holding each cell's caption."""
+    from PIL import Image, ImageDraw
+
+    strip = int(getattr(font, "size", 12)) + padding + 4
+    rows = -(-len(captions) // nrow)
+    cell = side + padding
+    out = Image.new("L", (grid.width, grid.height + rows * strip), color=255)
+    draw = ImageDraw.Draw(out)
+    for r in range(rows):
+        band = grid.crop((0, r * cell, grid.width, (r + 1) * cell + padding))
+        out.paste(band, (0, r * (cell + strip)))
+        for q in range(nrow):
+            k = r * nrow + q
+            if k < len(captions):
+                x = padding + q * cell + side // 2
+                draw.text((x, r * (cell + strip) + cell + padding + 2), str(captions[k]), fill=0,
+                          font=font, anchor="mt")
+    return out
+
+
 def save_flow_gif(trajectory, path: str | Path, image_shape=None, n_images: int = 32,
                   nrow: int | None = None, duration_ms: int = 120, value_range=(0.0, 1.0),
-                  scale: int = 3, hold_last_ms: int = 1000, title: str | None = None) -> Path:
+                  scale: int = 3, hold_last_ms: int = 1000, title: str | None = None,
+                  captions: Sequence[str] | None = None) -> Path:
     """Animated GIF: one frame per recorded step, each frame a grid of ``n_images`` particles with
-    a header line carrying the step number (and ``title``)."""
+    a header line carrying the step number (and ``title``); ``captions`` (one per recorded
+    particle, e.g. its class name) are written under the particles in every frame, the last one
+    (held ``hold_last_ms``) included."""
     from PIL import Image, ImageDraw
 
     frames, steps = _frames(trajectory)
     n_images = min(n_images, frames.shape[1])
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n_images))))
     last = steps[-1] if steps else len(frames) - 1
     font = _font(14)
     imgs = []
@@ -161,8 +201,13 @@ def save_flow_gif(trajectory, path: str | Path, image_shape=None, n_images: int 
         im = Image.fromarray(image_grid(frames[t, :n_images], image_shape, nrow, value_range))
         if scale != 1:
             im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+        im = im.convert("L")
+        if captions is not None:
+            side = to_images(frames[t, :1], image_shape).shape[-1] * scale
+            im = _captioned(im, [str(c).replace("→", "->") for c in list(captions)[:n_images]], nrow,
+                            side, font, padding=2 * scale)
         framed = Image.new("L", (im.width, im.height + 22), color=255)
-        framed.paste(im.convert("L"), (0, 22))
+        framed.paste(im, (0, 22))
         header = f"step {steps[t]} / {last}" + (f"   {title}" if title else "")
         header = header.replace("→", "->")  # the default bitmap font has no arrow
         ImageDraw.Draw(framed).text((4, 3), header, fill=0, font=font)
@@ -227,8 +272,8 @@ def plot_history(history: list[dict], path: str | Path, keys: Sequence[str] | No
                        if i == 0 else None)
     ax.set_xlabel("flow step")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=12)
     ax.grid(alpha=0.3, which="major")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)

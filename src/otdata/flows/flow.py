@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
+from otdata import progress
 from otdata.data.labeled import as_labeled, check_same_space
 from otdata.distance import DatasetDistance, check_scales, class_stats
 from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
@@ -66,7 +67,8 @@ class DatasetFlow:
         label_update_every: ``labels="fixed"``: refresh the source class statistics every k steps.
         penalty: label-cost penalty for off-correspondence class pairs (None: automatic).
         device, dtype: where and in which precision (``"float32"``/``"float64"``) to run.
-        progress: show a ``rich`` progress bar.
+        progress: show the steps (:mod:`otdata.progress`: a bar on a terminal, log lines with
+            the time left elsewhere).
         fidelity: measure the final coupling's class fidelity (:mod:`otdata.flows.fidelity`) and
             warn when the flow sends part of a class into another.
 
@@ -271,23 +273,16 @@ class DatasetFlow:
         run = self._setup(Xs, ys, target, resume)
         rule = StepRule(self.step_size, self.label_step_size, self.max_grad_norm, self.clamp, self.tol,
                         self.patience)
-        progress = self._progress()
-        task = progress.add_task("flow", total=self.steps, completed=run.step) if progress else None
-        if progress:
-            progress.start()
-        try:
+        with progress.track("flow", self.steps, "step", done=run.step, enabled=self.progress) as bar:
             while run.step < self.steps and not run.converged:
                 fval = take_step(run, self._objective, rule)
-                if progress:
-                    progress.update(task, advance=1, description=f"flow F={fval:.4g}")
+                if bar:
+                    bar.advance(1, status=f"F={fval:.4g}")
                 if on_step is not None:
                     on_step(run.step, self.steps, fval)
                 if self.checkpoint_dir and self.checkpoint_every > 0 and (
                         run.step % self.checkpoint_every == 0 or run.converged or run.step == self.steps):
                     self._checkpoint(run)
-        finally:
-            if progress:
-                progress.stop()
         return self._finish(run)
 
     def _setup(self, Xs, ys, target, resume: bool) -> FlowRun:
@@ -420,11 +415,3 @@ class DatasetFlow:
         return {"means": st.means.clone().requires_grad_(True),
                 "factors": [f.clone().requires_grad_(True) for f in st.factors]}
 
-    def _progress(self):
-        if not self.progress:
-            return None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TimeRemainingColumn(), transient=False)

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 
@@ -34,11 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from otdata import checks
+from otdata import checks, progress
 
 __all__ = ["LearnedMap", "MapNet", "shift_pairs"]
-
-log = logging.getLogger(__name__)
 
 
 class MapNet(nn.Module):
@@ -126,7 +123,8 @@ class LearnedMap:
         code, channels, dropout: the :class:`MapNet`.
         bounded: sigmoid output (pixels in [0, 1]).
         seed: of the initialisation, batches and shifts.
-        progress: log a line every ``max(1, epochs // 5)`` epochs.
+        progress: show the epochs (:mod:`otdata.progress`: a bar on a terminal, log lines with
+            the time left elsewhere).
     """
 
     def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28), epochs: int = 30,
@@ -183,32 +181,31 @@ class LearnedMap:
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(steps, 1),
                                                     pct_start=0.2)
-        every = max(1, self.epochs // 5)
         if use_teacher:  # the teacher's reading of each flowed particle, once (it is shift-robust)
             with torch.no_grad():
                 readings = torch.cat([F.log_softmax(teacher(chunk), dim=1) for chunk in X1.split(512)])
-        for epoch in range(self.epochs):
-            totals = {"pixel": 0.0, "teacher": 0.0}
-            for idx in torch.randperm(n, generator=gen).split(self.batch_size):
-                a, b = shift_pairs(X0[idx], X1[idx], self.augment_shift)
-                out = net(a)
-                pixel = F.mse_loss(out, b, reduction="sum") / (len(idx) * d) * 100
-                loss = self.pixel_weight * pixel
-                if use_teacher:
-                    kl = F.kl_div(F.log_softmax(teacher(out), dim=1), readings[idx], log_target=True,
-                                  reduction="batchmean")
-                    loss = loss + self.teacher_weight * kl
-                    totals["teacher"] += float(kl.detach()) * len(idx)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                totals["pixel"] += float(pixel.detach()) * len(idx)
-            self.history.append({"epoch": epoch + 1, **{k: v / n for k, v in totals.items()}})
-            if self.progress and ((epoch + 1) % every == 0 or epoch + 1 == self.epochs):
-                h = self.history[-1]
-                log.info("learned map: epoch %d/%d, pixel loss %.3f, teacher KL %.3f (%.0f s)",
-                         epoch + 1, self.epochs, h["pixel"], h["teacher"], time.perf_counter() - start)
+        with progress.track("learned map", self.epochs, "epoch", enabled=self.progress) as bar:
+            for epoch in range(self.epochs):
+                totals = {"pixel": 0.0, "teacher": 0.0}
+                for idx in torch.randperm(n, generator=gen).split(self.batch_size):
+                    a, b = shift_pairs(X0[idx], X1[idx], self.augment_shift)
+                    out = net(a)
+                    pixel = F.mse_loss(out, b, reduction="sum") / (len(idx) * d) * 100
+                    loss = self.pixel_weight * pixel
+                    if use_teacher:
+                        kl = F.kl_div(F.log_softmax(teacher(out), dim=1), readings[idx], log_target=True,
+                                      reduction="batchmean")
+                        loss = loss + self.teacher_weight * kl
+                        totals["teacher"] += float(kl.detach()) * len(idx)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    totals["pixel"] += float(pixel.detach()) * len(idx)
+                self.history.append({"epoch": epoch + 1, **{k: v / n for k, v in totals.items()}})
+                if bar:
+                    h = self.history[-1]
+                    bar.advance(1, status=f"pixel loss {h['pixel']:.3f}, teacher KL {h['teacher']:.3f}")
         net.eval()
         self.seconds = time.perf_counter() - start
 

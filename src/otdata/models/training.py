@@ -19,12 +19,13 @@ from typing import Any
 import lightning as L
 import torch
 from otdata.instantiate import safe_instantiate as instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from otdata.console import quiet_vendor_lines
 from otdata.models.classifier import Classifier
+from otdata.models.progress import PhaseProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def load_or_train_classifier(
     out_dir: str | Path | None = None,
     seed: int = 0,
     map_location: str | torch.device = "cpu",
+    phase: str = "training the classifier",
 ) -> tuple[Classifier, Path]:
     """A trained classifier and its checkpoint path.
 
@@ -91,6 +93,7 @@ def load_or_train_classifier(
         out_dir: folder for the training checkpoints (default: next to `checkpoint`, or a
             `classifier/` folder in the working directory).
         seed: seeds everything before training.
+        phase: what the progress lines call the training (with `trainer.enable_progress_bar`).
     """
     if checkpoint is not None and Path(checkpoint).is_file():
         log.info("Loading the classifier from %s", checkpoint)
@@ -121,7 +124,10 @@ def load_or_train_classifier(
     trainer_kwargs["enable_checkpointing"] = True
     checkpointing = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best",
                                     monitor="val/acc", mode="max", save_top_k=1)
-    trainer_kwargs["callbacks"] = [*trainer_kwargs.get("callbacks", []), checkpointing]
+    callbacks = [*trainer_kwargs.get("callbacks", []), checkpointing]
+    if trainer_kwargs["enable_progress_bar"] and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(PhaseProgressBar(phase))  # log lines with the time left off a terminal
+    trainer_kwargs["callbacks"] = callbacks
     fit = L.Trainer(**trainer_kwargs)
     fit.fit(classifier, datamodule=datamodule)
 

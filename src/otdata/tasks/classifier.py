@@ -1,9 +1,12 @@
-"""The target's frozen classifier: its cache key, loading or training it, and finding it again.
+"""The target's frozen classifier: its recipe, loading it (shipped, given, cached) or training it.
 
-`experiment=repurpose` trains the target's classifier once and caches it under
-`paths.cache_dir/classifiers`, keyed by everything that shapes it (model, trainer, target data,
-seed). `task=flow` scores its flowed particles with the same classifier when it is in the cache, or
-with `task.classifier_ckpt`.
+`experiment=repurpose` needs a frozen classifier of its target. With `task.classifier=shipped` (the
+default) it uses the classifier shipped with otdata (:mod:`otdata.models.shipped`) when the run's
+recipe (model, trainer, target data, seed) is the one that trained it. Otherwise, and with
+`task.classifier=train`, it trains one once and caches it under `paths.cache_dir/classifiers`,
+keyed by that recipe. `task.classifier_ckpt` names a checkpoint to use instead. `task=flow` scores
+its flowed particles with the same classifier when one is shipped or cached, or with
+`task.classifier_ckpt`.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from otdata.instantiate import safe_instantiate as instantiate
 from otdata.models import load_or_train_classifier
+from otdata.models.shipped import PRETRAINED_DIR, load_shipped, shipped_names, shipped_record
 
 log = logging.getLogger(__name__)
 
 #: Trainer keys that do not change the trained classifier (left out of its cache key).
 NOT_SHAPING = ("default_root_dir", "enable_progress_bar", "enable_model_summary", "log_every_n_steps",
                "logger", "callbacks")
+#: `task.classifier`: use the shipped weights when the recipe is theirs, or train one here.
+CLASSIFIER_MODES = ("shipped", "train")
 
 def classifier_seed(cfg) -> int:
     """The frozen classifier's seed: `task.classifier_seed`, or the run's seed when that is null."""
@@ -31,10 +37,10 @@ def classifier_seed(cfg) -> int:
     return int(cfg.seed if seed is None else seed)
 
 
-def classifier_checkpoint(cfg) -> Path:
-    """`task.classifier_ckpt`, or a cache path keyed by everything that shapes the classifier."""
-    if cfg.task.classifier_ckpt:
-        return Path(cfg.task.classifier_ckpt)
+def classifier_recipe(cfg) -> dict:
+    """Everything that shapes the target's classifier, as plain JSON values: the model, the trainer
+    (less its display and bookkeeping keys), the target's data config (less where it is read from)
+    and the seed. Two runs with the same recipe train the same classifier."""
     recipe = OmegaConf.to_container(cfg, resolve=True)
     shaping = {key: recipe[key] for key in ("model", "trainer")}
     shaping["seed"] = classifier_seed(cfg)
@@ -44,39 +50,95 @@ def classifier_checkpoint(cfg) -> Path:
     shaping["target"]["seed"] = classifier_seed(cfg)
     for key in NOT_SHAPING:  # display and bookkeeping only: the same classifier either way
         shaping["trainer"].pop(key, None)
-    key = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
+    return json.loads(json.dumps(shaping, sort_keys=True))
+
+
+def classifier_checkpoint(cfg) -> Path:
+    """`task.classifier_ckpt`, or a cache path keyed by everything that shapes the classifier."""
+    if cfg.task.classifier_ckpt:
+        return Path(cfg.task.classifier_ckpt)
+    key = hashlib.sha256(json.dumps(classifier_recipe(cfg), sort_keys=True).encode()).hexdigest()[:12]
     return Path(cfg.paths.cache_dir) / "classifiers" / f"{cfg.target._target_.split('.')[-1]}-{key}.ckpt"
 
 
+def differences(ours: dict, theirs: dict, prefix: str = "") -> list[str]:
+    """The dotted keys where two nested recipes differ, as `key: ours ≠ theirs` lines."""
+    out = []
+    for key in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(key, "(unset)"), theirs.get(key, "(unset)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a} ≠ {b}")
+    return out
+
+
+def shipped_match(cfg) -> str | None:
+    """The name of the shipped classifier trained by this run's recipe, or ``None``; with
+    `task.classifier=shipped`, a log line says why none fits (the recipe keys that differ)."""
+    if cfg.task.get("classifier_ckpt") or classifier_mode(cfg) != "shipped":
+        return None
+    recipe = classifier_recipe(cfg)
+    closest = None
+    for name in shipped_names():
+        diff = differences(recipe, shipped_record(name)["recipe"])
+        if not diff:
+            return name
+        if closest is None or len(diff) < len(closest[1]):
+            closest = (name, diff)
+    if closest:
+        log.info("The shipped classifier %s was trained with another recipe (%s%s): not used",
+                 closest[0], "; ".join(closest[1][:3]), "; ..." if len(closest[1]) > 3 else "")
+    return None
+
+
+def classifier_mode(cfg) -> str:
+    """`task.classifier`: `shipped` (the default: otdata's own weights when the recipe is theirs) or
+    `train` (train it here once, then load it from the cache)."""
+    mode = cfg.task.get("classifier", "shipped")
+    if mode not in CLASSIFIER_MODES:
+        raise ValueError(f"task.classifier={mode!r}: use one of {list(CLASSIFIER_MODES)} (shipped: the "
+                         "weights otdata ships when this run's recipe is theirs; train: train one here)")
+    return mode
+
+
 def frozen_classifier(cfg):
-    """The target's classifier: loaded from `task.classifier_ckpt` or the cache, else trained (and
-    cached), with log lines that say which and how long it took."""
+    """The target's classifier and the file it came from: `task.classifier_ckpt`, the shipped one,
+    the cached one, else trained (and cached), with log lines that say which and how long it took."""
+    name = shipped_match(cfg)
+    if name:
+        record = shipped_record(name)
+        log.info("Using the classifier shipped with otdata (%s: %.2f%% on %s test; "
+                 "task.classifier=train trains one instead)", name, record["test_accuracy"],
+                 record["target"])
+        return load_shipped(name), PRETRAINED_DIR / record["weights"]
     checkpoint = classifier_checkpoint(cfg)
     seed = classifier_seed(cfg)
     if checkpoint.is_file():
         return load_or_train_classifier(None, checkpoint)
     log.info("No cached %s classifier at %s: training one now (model=%s, %s epochs, seed %d; "
-             "about 5 min on 2 idle CPU cores). Later runs load it from the cache; "
+             "minutes on a CPU). Later runs load it from the cache; "
              "task.classifier_ckpt=<file> uses another.",
              cfg.target._target_.split(".")[-1].removesuffix("DataModule"), checkpoint,
              cfg.model.net._target_.split(".")[-1], cfg.trainer.get("max_epochs"), seed)
     start = time.perf_counter()
     train_dm = instantiate(cfg.target, seed=seed)
     classifier, checkpoint = load_or_train_classifier(
-        train_dm, checkpoint, model=cfg.model, trainer=cfg.trainer, seed=seed)
+        train_dm, checkpoint, model=cfg.model, trainer=cfg.trainer, seed=seed,
+        phase=f"{train_dm.name} classifier")
     log.info("Trained the classifier in %.0f s → %s", time.perf_counter() - start, checkpoint)
     return classifier, checkpoint
 
 
-def repurpose_checkpoint(cfg: DictConfig, target: str | None = None) -> Path | None:
-    """Where `experiment=repurpose` caches the frozen classifier of ``target`` (a `data` config name;
+def repurpose_config(cfg: DictConfig, target: str | None = None) -> DictConfig | None:
+    """The config `experiment=repurpose` would run with for ``target`` (a `data` config name;
     default: this run's `data@target` choice, ``None`` outside a Hydra run), for the same data root
     and cache folder."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    composing = GlobalHydra.instance().is_initialized()
+    composing, named = GlobalHydra.instance().is_initialized(), target is not None
     if target is None:
         if not (composing and HydraConfig.initialized()):
             return None
@@ -86,7 +148,7 @@ def repurpose_checkpoint(cfg: DictConfig, target: str | None = None) -> Path | N
     overrides = ["experiment=repurpose", f"data@target={target}"]
     if composing:
         rcfg = compose(config_name="config", overrides=overrides)
-    else:  # a Python session (the explorer's tests): compose from the config folder
+    else:  # a Python session (the explorer): compose from the config folder
         from otdata.config import CONFIG_DIR
 
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -94,21 +156,27 @@ def repurpose_checkpoint(cfg: DictConfig, target: str | None = None) -> Path | N
     with open_dict(rcfg):
         rcfg.paths.data_dir = cfg.paths.data_dir
         rcfg.paths.cache_dir = cfg.paths.cache_dir
-        rcfg.target.data_dir = cfg.paths.data_dir  # not part of the cache key: the data, not its place
+        rcfg.target.data_dir = cfg.paths.data_dir if named else \
+            cfg.target.get("data_dir", rcfg.target.get("data_dir"))
         if not HydraConfig.initialized():  # the run folder only feeds keys left out of the cache key
             rcfg.paths.output_dir = "."
-    return classifier_checkpoint(rcfg)
+    return rcfg
 
 
 def target_classifier(cfg: DictConfig):
     """For tasks that only score (`task=flow`): `task.classifier_ckpt`, else the classifier that
-    `experiment=repurpose` cached for this target (never trained here: that takes minutes), else
-    ``None`` with a log line that says how to get one."""
+    `experiment=repurpose` would use for this target when it is shipped or cached (never trained
+    here: that takes minutes), else ``None`` with a log line that says how to get one."""
     given = cfg.task.get("classifier_ckpt")
     path = Path(given) if given else None
     if path is None:
         try:
-            path = repurpose_checkpoint(cfg)
+            rcfg = repurpose_config(cfg)
+            name = shipped_match(rcfg) if rcfg is not None else None
+            if name:
+                log.info("Scoring with the classifier shipped with otdata (%s)", name)
+                return load_shipped(name)
+            path = classifier_checkpoint(rcfg) if rcfg is not None else None
         except Exception as err:  # a lookup that fails only means: no score
             log.info("No frozen classifier of the target looked up (%s: %s)", type(err).__name__, err)
             return None
@@ -116,8 +184,8 @@ def target_classifier(cfg: DictConfig):
         if given:
             raise FileNotFoundError(f"task.classifier_ckpt={given} does not exist; give a checkpoint "
                                     "of a classifier of the target, or null")
-        log.info("No frozen classifier of the target in the cache%s: the flowed particles are not "
-                 "scored. `otdata experiment=repurpose` trains and caches one; "
+        log.info("No frozen classifier of the target shipped or in the cache%s: the flowed particles "
+                 "are not scored. `otdata experiment=repurpose` trains and caches one; "
                  "task.classifier_ckpt=<file> uses another.", f" ({path})" if path else "")
         return None
     classifier, _ = load_or_train_classifier(None, path)

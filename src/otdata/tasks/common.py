@@ -38,6 +38,16 @@ def instantiate_loggers(cfg: DictConfig) -> list:
     return _instantiate_group(cfg.get("logger"), "logger", "logger")
 
 
+def close_loggers(loggers: list) -> None:
+    """Finalize the loggers, and end each W&B run here rather than at interpreter exit, where W&B
+    prints its closing lines with terminal colour codes even into a log file."""
+    for logger in loggers:
+        logger.finalize("success")
+        run = getattr(logger, "_experiment", None)  # a W&B run, when one was started
+        if run is not None and hasattr(run, "finish"):
+            run.finish()
+
+
 def source_config(cfg: DictConfig, name: str) -> DictConfig:
     """The composed config with `source` replaced by `conf/data/<name>.yaml` (+ task.source_overrides)."""
     path = CONFIG_DIR / "data" / f"{name}.yaml"

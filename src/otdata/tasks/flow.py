@@ -87,7 +87,7 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
         for name, want in expected.items():
             said = predictions(classifier, rows[name])
             if said is not None:
-                colors[name] = ["tab:green" if s == w else "tab:red" for s, w in zip(said.tolist(), want.tolist())]
+                colors[name] = plots.agreement_colors(said, want)
         note = "; green: the target's classifier agrees, red: it does not" if colors else ""
     plots.image_rows(rows, out / "before_after.png", image_shape=image_shape, captions=captions,
                      separate=separate, title=f"{title}: the same particles before and after the "
@@ -97,13 +97,13 @@ def save_flow_figures(result, Xt, out: Path, image_shape, title: str, yt=None,
     if result.trajectory is not None:
         indices = result.trajectory.get("indices") if isinstance(result.trajectory, dict) else None
         labels = result.y[torch.as_tensor(indices)] if indices is not None else result.y
+        names_along = [class_name(names, c) for c in labels]
         figures.save_flow_snapshots(result.trajectory, out / "flow_snapshots.png",
-                                    image_shape=image_shape,
-                                    captions=[class_name(names, c) for c in labels],
+                                    image_shape=image_shape, captions=names_along,
                                     title=f"{title}: particles along the flow (same particles in "
                                           "every row; class names below)")
         figures.save_flow_gif(result.trajectory, out / "flow.gif", image_shape=image_shape,
-                              title=title)
+                              title=title, captions=names_along)
 
 
 def _expected(result, y) -> torch.Tensor:

@@ -38,13 +38,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from otdata import plots
+from otdata import plots, progress
+from otdata.console import duration
 from otdata.data import DataFileError
 from otdata.flows import FlowResult, match_classes
 from otdata.flows.learned_map import LearnedMap
 from otdata.models import build_classifier
+from otdata.models.progress import PhaseProgressBar
 from otdata.tables import to_markdown, write_table
-from otdata.tasks.common import instantiate_loggers, source_config
+from otdata.tasks.common import close_loggers, instantiate_loggers, source_config
 from otdata.tasks.classifier import frozen_classifier
 from otdata.tasks.rundir import run_folder
 from otdata.tasks.scoring import accuracy, mapped
@@ -84,8 +86,8 @@ def train_from_scratch(cfg, X: torch.Tensor, y: torch.Tensor, num_classes: int,
     with warnings.catch_warnings():  # no validation split on purpose: the fixed recipe has no early stop
         warnings.filterwarnings("ignore", message=".*`val_dataloader`")
         L.Trainer(max_epochs=int(recipe.epochs), accelerator="cpu", devices=1, logger=False,
-                  enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                  ).fit(model, loader)
+                  enable_checkpointing=False, enable_model_summary=False,
+                  callbacks=[PhaseProgressBar("baseline")]).fit(model, loader)
     return model.eval().requires_grad_(False)
 
 
@@ -94,6 +96,25 @@ def fit_learned_map(cfg, result: FlowResult, classifier, image_shape) -> Learned
     settings = OmegaConf.to_container(cfg.task.learned_map, resolve=True)
     return LearnedMap(image_shape=image_shape, seed=int(cfg.seed), **settings).fit(
         result.X0, result.X, teacher=classifier)
+
+
+def before_after_grid(images: dict, ys, yq, corr: dict, protocol: str, source, target_dm, classifier,
+                      path: Path) -> None:
+    """The before/after image rows of one protocol: each image captioned with its class (under the
+    correspondence protocol, `class → the digit it should read as`) and the frozen model's answer,
+    green where the model is right and red where not."""
+    shown = 12  # image_rows' default per row
+    captions, colors = {}, {}
+    for name, X in images.items():
+        labels = (ys if name in ("source", "flowed") else yq)[:shown]
+        said, want = classifier.predict(X[:shown]), mapped(labels, corr)
+        captions[name] = plots.class_captions(labels, source.class_names, said, target_dm.class_names,
+                                              expected=want if protocol == "correspondence" else None)
+        colors[name] = plots.agreement_colors(said, want)
+    plots.image_rows(images, path, image_shape=(1, source.image_size, source.image_size),
+                     captions=captions, caption_colors=colors,
+                     title=f"{source.name} → {target_dm.name} ({protocol} protocol; green: the frozen "
+                           "model says the expected class, red: it does not)")
 
 
 def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> dict:
@@ -160,13 +181,8 @@ def repurpose_one(cfg, name: str, classifier, target_dm, Xt, yt, out: Path) -> d
         images = {"source": result.X0, "flowed": result.X, "test": Xq, "test (k-NN)": knn}
         if learned:
             images["test (learned map)"] = moved
-        shown = 12  # image_rows' default per row: each image captioned with its class and the model's answer
-        captions = {name: plots.class_captions((ys if name in ("source", "flowed") else yq)[:shown],
-                                               source.class_names, classifier.predict(X[:shown]),
-                                               target_dm.class_names)
-                    for name, X in images.items()}
-        plots.image_rows(images, folder / f"before_after_{protocol}.png", image_shape=image_shape,
-                         title=f"{source.name} → {target_dm.name} ({protocol} protocol)", captions=captions)
+        before_after_grid(images, ys, yq, corr, protocol, source, target_dm, classifier,
+                          folder / f"before_after_{protocol}.png")
     paper_before, paper_after = PAPER.get(source.name, (None, None))
     row.update(paper_before=paper_before, paper_after=paper_after,
                correspondence=" ".join(f"{source.class_names[c]}→{t}" for c, t in found.items()),
@@ -230,7 +246,8 @@ def write_tables(cfg, rows: list[dict], out: Path) -> None:
 
 def log_results(cfg, rows: list[dict], out: Path) -> None:
     """Send the table (and, for W&B, the figures) to the configured loggers."""
-    for logger in instantiate_loggers(cfg):
+    loggers = instantiate_loggers(cfg)
+    for logger in loggers:
         metrics = {f"{r['dataset']}/{k}": v for r in rows for k, v in r.items()
                    if isinstance(v, (int, float)) and v is not None}
         logger.log_metrics(metrics)
@@ -241,7 +258,7 @@ def log_results(cfg, rows: list[dict], out: Path) -> None:
             images = sorted(str(p) for p in out.glob("*/before_after_*.png"))
             if images:
                 logger.log_image("before_after", images=images)
-        logger.finalize("success")
+    close_loggers(loggers)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -265,15 +282,22 @@ def _run(cfg: DictConfig, out: Path) -> dict:
              rows[0]["raw_identity"], checkpoint)
 
     sources = cfg.task.sources
-    for name in [sources] if isinstance(sources, str) else list(sources):
+    names = [sources] if isinstance(sources, str) else list(sources)
+    started = time.perf_counter()
+    for i, name in enumerate(names, 1):
         try:
-            rows.append(repurpose_one(cfg, name, classifier, target_dm, Xt, yt, out))
+            with progress.stage(f"{name}: {i} of {len(names)} datasets"):
+                rows.append(repurpose_one(cfg, name, classifier, target_dm, Xt, yt, out))
         except DataFileError as error:
             if cfg.task.strict:
                 raise
             log.warning("Skipping %s: %s", name, error)
             rows.append({"dataset": name, "status": f"skipped: data files missing ({error.files[0]})"})
         write_tables(cfg, rows, out)  # after every dataset: kept in `partial/` on a later failure
+        if i < len(names):
+            left = (time.perf_counter() - started) / i * (len(names) - i)
+            log.info("%d of %d datasets done; about %s left for the other %d", i, len(names),
+                     duration(left), len(names) - i)
 
     (out / "repurpose.json").write_text(json.dumps(
         {"rows": rounded(rows), "classifier": str(checkpoint), "seed": cfg.seed,

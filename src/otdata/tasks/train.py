@@ -35,8 +35,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from otdata.rng import rng_state, set_rng_state
 from otdata.models import build_classifier
+from otdata.models.progress import PhaseProgressBar
 from otdata.tables import write_table
-from otdata.tasks.common import instantiate_callbacks, instantiate_loggers
+from otdata.tasks.common import close_loggers, instantiate_callbacks, instantiate_loggers
 from otdata.tasks.rundir import run_folder
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ def _run(cfg: DictConfig, stage: Path) -> dict:
     callbacks = instantiate_callbacks(cfg)
     if not cfg.trainer.get("enable_progress_bar", True):  # `trainer.enable_progress_bar=false`
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    elif not any(isinstance(c, ProgressBar) for c in callbacks):  # e.g. callbacks=none: not tqdm's
+        callbacks.append(PhaseProgressBar("training"))            # bar, which a log file garbles
     callbacks = _checkpointing(callbacks, out)
     loggers = instantiate_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -163,6 +166,7 @@ def _run(cfg: DictConfig, stage: Path) -> dict:
     }
     (stage / "metrics.json").write_text(json.dumps(record, indent=2))
     write_table([summary], stage / "train")
+    close_loggers(loggers)
     log.info("%s on %s: test acc %.4f (%.0f s) → %s", summary["model"], summary["data"],
              summary["test_acc"], seconds, out)
     return {**summary, "objective": summary["test_acc"]}

@@ -57,7 +57,7 @@ import torch
 from otdata.instantiate import safe_instantiate as instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from otdata import plots
+from otdata import plots, progress
 from otdata.correlation import correlate, describe, pair_variance
 from otdata.data import DataFileError
 from otdata.distance import distance_matrix
@@ -353,6 +353,7 @@ def _run(cfg: DictConfig, out: Path) -> dict:
             experiment.compute_distances(group, load, needed)
     rows: list[dict] = []
     runs: list[dict] = []
+    bar = progress.Tracker("transfer pairs", len(pairs), "pair")  # a line per pair off a terminal
     for source_name, target_name in pairs:
         try:
             source, target = load(source_name), load(target_name)
@@ -370,6 +371,8 @@ def _run(cfg: DictConfig, out: Path) -> dict:
                 rows.append(row)
                 runs.extend(pair_runs)
         write_table(rows, out / "transferability", columns(experiment.distances))  # nothing lost later
+        bar.advance(status=f"{source_name} → {target_name}")
+    bar.close()
     datasets = {name: (d.origin if isinstance(d, Dataset) else f"skipped: {d.files[0]}")
                 for name, d in load.loaded.items()}
     settings = {
