@@ -249,7 +249,7 @@ def test_task_flow_called_from_python_holds_the_lock_too(data_root, tmp_path, mo
 def test_collect_reads_finished_jobs_only(tmp_path):
     """`task.collect` merges the records of finished jobs: not a killed job's staging folder, not a
     failed job's `partial/`, not the collecting run's own folder."""
-    from otdata.tasks.transferability import job_records
+    from otdata.tasks.transfer_records import job_records
 
     sweep = tmp_path / "sweep"
     for folder in ("0", "1/.partial-123-abcd1234", "2/partial", "collected"):
