@@ -75,7 +75,7 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
     ("flow", "default"): [("flow", ["flow=default", *SMALL, *FLOW], "runs")],
     **{("features", o): [(task, [f"{side}.features={o}" for side in ("source", "target")] + SMALL + extra,
                           "runs") for task, extra in (("distance", ["distance=means"]), ("flow", FLOW))]
-       for o in ("none", "resize28_gray", "resize32_rgb", "crop", "rotate")},
+       for o in ("none", "resize28_gray", "resize32_rgb")},
     ("features", "encoder"): [("distance", ["features@source.features=encoder", *SMALL],
                                "refused: needs its weights: set `source.features.model=/path`")],
     **{("model", o): [("train", [f"model={o}", *FAST_TRAINER, "trainer.accelerator=cpu",

@@ -46,7 +46,7 @@ def test_every_option_composes_to_the_same_config_with_and_without_the_check(gro
 def test_the_check_reads_every_group_that_builds_a_class():
     cfg = compose_config(["logger=wandb", "features@source.features=resize28_gray"])
     assert {key for key, _, _ in nodes(cfg)} == {
-        "trainer", "logger.wandb", "callbacks.model_checkpoint", "callbacks.rich_progress_bar",
+        "trainer", "logger.wandb", "callbacks.model_checkpoint", "callbacks.progress_bar",
         "model.net", "data", "source", "target", "source.features"}
 
 

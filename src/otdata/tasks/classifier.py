@@ -47,6 +47,9 @@ def classifier_recipe(cfg) -> dict:
     # steps that are off (an empty mapping, e.g. no `features`) leave the classifier as it was
     shaping["target"] = {k: v for k, v in recipe["target"].items()
                          if k not in ("data_dir", "num_workers", "download") and v != {}}
+    if shaping["target"].get("transform") in (None, "none"):  # no transform: the classifier as it was
+        shaping["target"].pop("transform", None)
+        shaping["target"].pop("transform_options", None)
     shaping["target"]["seed"] = classifier_seed(cfg)
     for key in NOT_SHAPING:  # display and bookkeeping only: the same classifier either way
         shaping["trainer"].pop(key, None)
