@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 #: Columns that name a row inside one job's table (several rows per job), by task.
 ROW_KEYS = {"repurpose": ["dataset"], "transferability": ["pair"], "distance": ["source", "target"],
-            "flow": ["source", "target"], "train": []}
+            "flow": ["source", "target"], "train": [], "kshot": ["method"]}
 
 
 def _job_number(folder: Path) -> tuple:

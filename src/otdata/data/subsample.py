@@ -1,5 +1,6 @@
 """Seeded, stratified subsampling and splitting of a labeled set: keep class proportions when taking
-`n` of it (`stratified_indices`, `sample`), deal its rows into disjoint parts (`disjoint_parts`) and
+`n` of it (`stratified_indices`, `sample`), take the same `k` of every class (`per_class_indices`, a
+k-shot draw), deal its rows into disjoint parts (`disjoint_parts`) and
 carve a sub-task out of it (`carve`: some classes, one part, a train/test split)."""
 
 from __future__ import annotations
@@ -93,3 +94,26 @@ def carve(X: torch.Tensor, y: torch.Tensor, class_names: Sequence[str], *,
         return X[index[order]], labels[order]
 
     return gather(train), gather(test), [str(class_names[c]) for c in classes]
+
+
+def per_class_indices(y: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """Indices of exactly `k` items of every class of `y` (a k-shot draw), seeded, sorted ascending.
+
+    Unlike `stratified_indices`, which keeps class proportions, every class gets the same `k`: the
+    few-shot protocol. The same `(y, k, seed)` always gives the same indices, and a larger `k` with
+    the same seed keeps the items of a smaller one (each class is one seeded shuffle, cut at `k`).
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k (items per class) must be a positive integer, got {k!r}; a k-shot draw "
+                         "takes at least one item of every class.")
+    classes, counts = torch.unique(y, return_counts=True)
+    if int(counts.min()) < k:
+        small = {int(c): int(n) for c, n in zip(classes, counts) if n < k}
+        raise ValueError(f"k={k} items per class, but class(es) {small} (label: items) have fewer; "
+                         f"use k <= {int(counts.min())}, the size of the smallest class.")
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in classes:
+        members = torch.nonzero(y == c).flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.sort(torch.cat(chosen)).values
