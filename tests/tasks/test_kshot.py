@@ -13,6 +13,7 @@ from otdata.data.subsample import per_class_indices
 from otdata.flows import DatasetFlow
 from otdata.tasks import kshot_methods
 from otdata.tasks.kshot import run
+from otdata.tables import read_csv
 from otdata.tasks.kshot_methods import column_names, nearest_shot_agreement
 from tests.fixtures import compose_config
 
@@ -91,7 +92,7 @@ def test_run_writes_every_column_on_one_shared_draw(data_root, tmp_path, monkeyp
     rows = {r["method"]: r for r in result["rows"]}
     assert list(rows) == ["target_only", "source", "finetune", "flow_otdd", "flow_mmd"]
     for row in rows.values():
-        assert 0 <= row["accuracy"] <= 100 and row["seeds"] == 2 and math.isfinite(row["accuracy_std"])
+        assert 0 <= row["accuracy"] <= 100 and row["n_seeds"] == 2 and math.isfinite(row["accuracy_std"])
     assert rows["target_only"]["n_train"] == rows["finetune"]["n_train"] == 20  # 2 shots × 10 classes
     assert rows["source"]["n_train"] == rows["flow_otdd"]["n_train"] == 20 + 60  # + 6 source × 10
     assert rows["flow_otdd"]["finite"] is True and rows["flow_otdd"]["class_fidelity"] > 99
@@ -109,7 +110,7 @@ def test_run_writes_every_column_on_one_shared_draw(data_root, tmp_path, monkeyp
 def test_seeds_default_to_the_runs_seed(data_root, tmp_path):
     cfg = compose(data_root, tmp_path, "seed=3", "task.flows=[]", "task.baselines=[target_only]")
     (row,) = run(cfg)["rows"]
-    assert row["seeds"] == 1 and row["accuracy_std"] is None
+    assert row["n_seeds"] == 1 and row["accuracy_std"] is None
     assert json.loads((tmp_path / "kshot.json").read_text())["runs"][0]["seed"] == 3
 
 
@@ -122,3 +123,29 @@ def test_seeds_default_to_the_runs_seed(data_root, tmp_path):
 def test_bad_settings_are_refused_with_the_fix(data_root, tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         run(compose(data_root, tmp_path, override))
+
+
+def test_a_seed_sweep_is_averaged_per_column_by_the_sweep_summary(data_root, tmp_path):
+    from omegaconf import OmegaConf
+
+    from otdata.summary import summarize
+
+    accuracies = {}
+    for seed in (0, 1):
+        job = tmp_path / str(seed)
+        cfg = compose(data_root, job, f"seed={seed}", "task.flows=[otdd]", "task.baselines=[target_only]")
+        accuracies[seed] = {r["method"]: r["accuracy"] for r in run(cfg)["rows"]}
+        (job / ".hydra").mkdir()
+        OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+        OmegaConf.save(OmegaConf.create([f"seed={seed}", "task.shots=1"]), job / ".hydra" / "overrides.yaml")
+    summarize(tmp_path)
+    rows = {r["method"]: r for r in read_csv(tmp_path / "summary_seeds.csv")}
+    assert set(rows) == {"target_only", "flow_otdd"}
+    for method, row in rows.items():
+        assert row["seeds"] == 2
+        assert row["accuracy"] == pytest.approx((accuracies[0][method] + accuracies[1][method]) / 2)
+
+
+def test_the_sweep_composes_with_the_slurm_launcher():
+    cfg = compose_config(["experiment=kshot", "hydra/launcher=slurm", "task.shots=5"], hydra_config=True)
+    assert "otdata" in cfg.hydra.launcher._target_ and cfg.task.name == "kshot" and cfg.task.shots == 5

@@ -61,7 +61,7 @@ PUBLISHED = {
     ("USPS", 1): (32.4, 37.4, 39.5, 35.0), ("USPS", 10): (60.3, 77.2, 72.7, 75.6),
     ("USPS", 100): (87.5, 89.7, None, 88.1),
 }
-COLUMNS = ["source", "target", "shots", "method", "accuracy", "accuracy_std", "seeds", "n_train",
+COLUMNS = ["source", "target", "shots", "method", "accuracy", "accuracy_std", "n_seeds", "n_train",
            "nearest_shot", "class_fidelity", "finite", "seconds", "flow_seconds"]
 
 
@@ -142,7 +142,7 @@ def summarize_runs(runs: list[dict], source: str, target: str, shots: int) -> li
     rows = []
     for method in dict.fromkeys(r["method"] for r in runs):
         mine = [r for r in runs if r["method"] == method]
-        row = {"source": source, "target": target, "shots": shots, "method": method, "seeds": len(mine)}
+        row = {"source": source, "target": target, "shots": shots, "method": method, "n_seeds": len(mine)}
         for key in ("accuracy", "n_train", "nearest_shot", "class_fidelity", "seconds", "flow_seconds"):
             values = [r[key] for r in mine if r.get(key) is not None]
             if values:
