@@ -77,12 +77,19 @@ class Recipe:
 
 def draw(cfg: DictConfig, source: Dataset, target: Dataset, seed: int) -> Draw:
     """The k-shot target items and the source sample of `seed`, and the class matching between them."""
-    task = cfg.task
-    shots = per_class_indices(target.y, int(task.shots), seed)
-    sample = per_class_indices(source.y, int(task.n_source), seed)
+    shots = _per_class(target, "shots", int(cfg.task.shots), seed)
+    sample = _per_class(source, "n_source", int(cfg.task.n_source), seed)
     Xk, yk = target.X[shots], target.y[shots]
     Xs, ys = source.X[sample], source.y[sample]
     return Draw(seed, Xk, yk, Xs, ys, match(cfg, Xs, ys, Xk, yk))
+
+
+def _per_class(data: Dataset, key: str, k: int, seed: int) -> torch.Tensor:
+    """`per_class_indices`, with an error that names the setting and the dataset."""
+    try:
+        return per_class_indices(data.y, k, seed)
+    except ValueError as error:
+        raise ValueError(f"task.{key}={k} on {data.name}'s training split: {error}") from None
 
 
 def match(cfg: DictConfig, Xs, ys, Xk, yk) -> dict[int, int]:
