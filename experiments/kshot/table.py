@@ -46,7 +46,8 @@ def tables(rows: list[dict]) -> tuple[str, str, list[dict]]:
     groups = over_seeds(rows, ["seed", "target", "shots"], ["kshot"])
     by = {(g["target"], g["shots"], g["method"]): g for g in groups}
     cells = sorted({(g["target"], g["shots"]) for g in groups})
-    methods = [m for m in METHODS if any(g["method"] == m for g in groups)]
+    present = list(dict.fromkeys(g["method"] for g in groups))
+    methods = [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
     head = ["task", "k", *methods, "seeds", *PAPER]
     accuracy = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     seconds = ["| task | k | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]

@@ -74,6 +74,7 @@ def test_a_gaussian_label_cost_without_a_ridge_is_refused_for_a_one_shot_target(
 def test_flow_columns_are_named_after_their_objectives():
     assert column_names(["otdd", {"name": "mmd", "weight": 50}, "mmd"]) == ["flow_otdd", "flow_mmd",
                                                                             "flow_mmd_2"]
+    assert column_names([{"name": "otdd", "steps": 5}, "otdd"]) == ["flow_otdd_5steps", "flow_otdd"]
     with pytest.raises(ValueError, match="task.flows entries"):
         column_names([3])
 
@@ -105,6 +106,16 @@ def test_run_writes_every_column_on_one_shared_draw(data_root, tmp_path, monkeyp
     assert record["published"] is None  # the tiny data have no 2-shot row in the paper
     assert (tmp_path / "kshot.md").read_text().count("\n| MNIST |") == 5
     assert (tmp_path / "kshot_runs.csv").read_text().count("\n") == 11
+
+
+def test_a_flow_column_may_set_its_own_steps(data_root, tmp_path):
+    cfg = compose(data_root, tmp_path, "task.baselines=[]", "flow.steps=4",
+                  "task.flows=[otdd,{name:otdd,steps:1,step_size:0.5}]")
+    rows = {r["method"]: r for r in run(cfg)["rows"]}
+    runs = {r["method"]: r for r in json.loads((tmp_path / "kshot.json").read_text())["runs"]}
+    assert list(rows) == ["flow_otdd", "flow_otdd_1steps"]
+    assert rows["flow_otdd_1steps"]["finite"] and runs["flow_otdd_1steps"]["steps"] == 1
+    assert runs["flow_otdd"]["steps"] == 4
 
 
 def test_seeds_default_to_the_runs_seed(data_root, tmp_path):

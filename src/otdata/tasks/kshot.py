@@ -132,6 +132,7 @@ def one_seed(cfg: DictConfig, source: Dataset, target: Dataset, recipe: Recipe, 
         X, y = data.with_shots(result.X)
         model, t = timed(recipe.train, X, y, C, size, seed)
         record(name, model, t + flow_seconds, len(y), flow_seconds=round(flow_seconds, 2), finite=finite,
+               steps=result.steps_run,
                class_fidelity=None if fidelity is None else 100.0 * fidelity.overall,
                nearest_shot=nearest_shot_agreement(result.X, data.relabel(), data.X_shots, data.y_shots))
     return runs, data

@@ -32,6 +32,8 @@ from otdata.models.training import accuracy, build, fit, transfer_weights
 from otdata.tasks.transfer_data import Dataset
 
 BASELINES = ("target_only", "source", "finetune")
+#: Flow settings a `task.flows` entry may set for its own column (e.g. a shorter flow).
+FLOW_KEYS = ("steps", "step_size")
 
 
 @dataclass
@@ -113,10 +115,15 @@ def match(cfg: DictConfig, Xs, ys, Xk, yk) -> dict[int, int]:
 
 def flow(cfg: DictConfig, objective: Any, data: Draw) -> FlowResult:
     """The source sample flowed toward the k shots by the `flow` group with `objective`, on the
-    seed's matching (no checkpoints, trajectory or progress bar: many short flows)."""
+    seed's matching (no checkpoints, trajectory or progress bar: many short flows). A mapping may
+    also set the flow's own `steps` and `step_size` (:data:`FLOW_KEYS`) for this column."""
     objective = OmegaConf.to_container(objective) if isinstance(objective, DictConfig) else objective
+    settings = {}
+    if isinstance(objective, dict):
+        settings = {k: objective[k] for k in FLOW_KEYS if k in objective}
+        objective = {k: v for k, v in objective.items() if k not in FLOW_KEYS}
     engine = instantiate(cfg.flow, objective=objective, correspondence=dict(data.matching),
-                         seed=data.seed, progress=False, checkpoint_every=0, trajectory_every=0)
+                         seed=data.seed, progress=False, checkpoint_every=0, trajectory_every=0, **settings)
     return engine.run(data.X_source, data.y_source, target=(data.X_shots, data.y_shots))
 
 
@@ -129,7 +136,8 @@ def nearest_shot_agreement(X: torch.Tensor, labels: torch.Tensor, Xk: torch.Tens
 
 
 def column_names(objectives) -> list[str]:
-    """The column of each flow objective: `flow_<name>` (`flow_<name>_2`, ... for a name given twice)."""
+    """The column of each flow objective: `flow_<name>`, `flow_<name>_<steps>steps` when the entry
+    sets its own steps (`flow_<name>_2`, ... for a name given twice)."""
     names = []
     for objective in objectives:
         name = objective if isinstance(objective, str) else (
@@ -137,6 +145,8 @@ def column_names(objectives) -> list[str]:
         if not isinstance(name, str):
             raise ValueError(f"task.flows entries are objective names (otdd, mmd, sliced) or mappings "
                              f"{{name: ..., weight: ...}}, got {objective!r}.")
+        if not isinstance(objective, str) and objective.get("steps") is not None:
+            name = f"{name}_{objective.get('steps')}steps"
         column, i = f"flow_{name}", 2
         while column in names:
             column, i = f"flow_{name}_{i}", i + 1
