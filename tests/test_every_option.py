@@ -8,8 +8,8 @@ gives the reason. Which task takes which group:
   distance    task=distance, task=flow (the flow's matching and objective), task=distance_matrix
   flow        task=flow
   model, trainer, logger, callbacks, debug     task=train
-  task        each task, with the defaults of the other groups (repurpose and transferability
-              through their `experiment` options)
+  task        each task, with the defaults of the other groups (repurpose, transferability and
+              kshot through their `experiment` options)
   experiment  its task, with tiny sizes
 
 `test_the_table_covers_every_option` fails when an option is added to `conf/` without a case here.
@@ -101,6 +101,11 @@ CASES: dict[tuple[str, str], list[tuple[str, list[str], str]]] = {
         "task.n_test=20", "flow.steps=2", "flow.progress=false", *FAST_TRAINER, *TINY_MODEL,
         "trainer.accelerator=cpu", "task.learned_map.epochs=1", "task.learned_map.batch_size=16",
         "task.learned_map.progress=false", "task.baseline.epochs=1"], "runs")],
+    ("task", "kshot"): [("kshot", ["experiment=kshot"], "via experiment")],
+    ("experiment", "kshot"): [("kshot", [
+        "experiment=kshot", "task.n_source=5", "task.epochs=1", "task.n_pretrain=40",
+        "task.pretrain_epochs=1", "task.cache_dir=null", "task.num_threads=1", "flow.steps=2",
+        "trainer.accelerator=cpu"], "runs")],
     ("experiment", "transferability"): [("transferability", [
         "experiment=transferability", "task.pairs=[[usps,mnist]]", *TRANSFER], "runs")],
     **{("transform", o): [("distance", [*SMALL, f"source.transform={o}"], "runs"),
@@ -155,6 +160,8 @@ def _headline(task, out) -> float:
     if task == "repurpose":
         rows = (out / "repurpose.csv").read_text().splitlines()
         return float(len(rows) - 1)  # one row per dataset (the target's and the source's)
+    if task == "kshot":
+        return json.loads((out / "kshot.json").read_text())["rows"][-1]["accuracy"]
     (row,) = json.loads((out / "transferability.json").read_text())["rows"]
     assert row["status"] == "ok", row["status"]
     return row["otdd"]

@@ -25,6 +25,7 @@ from tests.fixtures import compose_config
      "converted to Integer"),
     (["experiment=transferability", "task.seeds=[a]"], "task.seeds[0]", "converted to Integer"),
     (["experiment=transferability", "task.strict=perhaps"], "task.strict", "not a valid bool"),
+    (["experiment=kshot", "task.shots=one"], "task.shots", "converted to Integer"),
     (["task=distance", "distance.epsilon=abc"], "distance.epsilon", "converted to Float"),
     (["task=distance", "distance.epsilon=true"], "distance.epsilon", "converted to Float"),
     (["task=distance", "distance=sliced", "distance.n_projections=1e3x"], "distance.n_projections",

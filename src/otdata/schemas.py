@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 __all__ = ["DistanceTask", "FlowTask", "TrainTask", "RepurposeTask", "TransferabilityTask",
-           "DistanceMatrixTask", "ExploreTask",
+           "DistanceMatrixTask", "ExploreTask", "KShotTask",
            "OTDDConfig", "SlicedConfig", "FlowConfig", "ClassifierConfig", "PathsConfig", "register"]
 
 
@@ -175,6 +175,29 @@ class ExploreTask:
 
 
 @dataclass
+class KShotTask:
+    """`task=kshot`: `flows` holds flow objectives (names or mappings, checked by the flow),
+    `model` a classifier config or null."""
+
+    name: str = MISSING
+    shots: int = MISSING
+    n_source: int = MISSING
+    flows: List[Any] = MISSING  # noqa: UP006
+    baselines: List[str] = MISSING  # noqa: UP006
+    seeds: Optional[List[int]] = MISSING  # noqa: UP006, UP007
+    n_test: Optional[int] = MISSING  # noqa: UP007
+    model: Any = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    head: str = MISSING
+    n_pretrain: Optional[int] = MISSING  # noqa: UP007
+    pretrain_epochs: int = MISSING
+    pretrain_batch_size: int = MISSING
+    cache_dir: Optional[str] = MISSING  # noqa: UP007
+    num_threads: Optional[int] = MISSING  # noqa: UP007
+
+
+@dataclass
 class OTDDConfig:
     """`distance=gaussian|means|exact` (:class:`otdata.distance.DatasetDistance`)."""
 
@@ -256,7 +279,7 @@ class PathsConfig:
 SCHEMAS = {
     "task": {"distance": DistanceTask, "flow": FlowTask, "train": TrainTask,
              "repurpose": RepurposeTask, "transferability": TransferabilityTask,
-             "distance_matrix": DistanceMatrixTask, "explore": ExploreTask},
+             "distance_matrix": DistanceMatrixTask, "explore": ExploreTask, "kshot": KShotTask},
     "distance": {"otdd": OTDDConfig, "sliced": SlicedConfig},
     "flow": {"default": FlowConfig},
     "model": {"classifier": ClassifierConfig},

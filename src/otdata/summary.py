@@ -1,7 +1,7 @@
 """One table for a whole sweep: a Hydra callback that gathers every job's results at the end.
 
 Each task writes its result table as `<task.name>.csv` in its run folder (`distance.csv`,
-`flow.csv`, `train.csv`, `repurpose.csv`, `transferability.csv`). When a multirun ends,
+`flow.csv`, `train.csv`, `repurpose.csv`, `transferability.csv`, `kshot.csv`). When a multirun ends,
 :class:`SweepSummary` reads those tables and each job's overrides (`.hydra/overrides.yaml`) and
 writes, into the sweep folder:
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 #: Columns that name a row inside one job's table (several rows per job), by task.
 ROW_KEYS = {"repurpose": ["dataset"], "transferability": ["pair"], "distance": ["source", "target"],
-            "flow": ["source", "target"], "train": []}
+            "flow": ["source", "target"], "train": [], "kshot": ["method"]}
 
 
 def _job_number(folder: Path) -> tuple:

@@ -1,5 +1,6 @@
 """Seeded, stratified subsampling and splitting of a labeled set: keep class proportions when taking
-`n` of it (`stratified_indices`, `sample`), deal its rows into disjoint parts (`disjoint_parts`) and
+`n` of it (`stratified_indices`, `sample`), take the same `k` of every class (`per_class_indices`, a
+k-shot draw), deal its rows into disjoint parts (`disjoint_parts`) and
 carve a sub-task out of it (`carve`: some classes, one part, a train/test split)."""
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ def per_class_indices(y: torch.Tensor, k: int, seed: int = 0,
                       class_names: Sequence[str] | None = None) -> torch.Tensor:
     """Indices of ``k`` items of every class of ``y``, drawn at random (seeded), sorted ascending.
 
-    The same ``(y, k, seed)`` always gives the same indices. A class with fewer than ``k`` items
-    is refused, naming it (by ``class_names[c]`` when given) and the largest ``k`` that works."""
+    Unlike `stratified_indices`, which keeps class proportions, every class gets the same ``k``: the
+    few-shot protocol. The same ``(y, k, seed)`` always gives the same indices, and a larger ``k``
+    with the same seed keeps the items of a smaller one (each class is one seeded shuffle, cut at
+    ``k``). A class with fewer than ``k`` items is refused, naming it (by ``class_names[c]`` when
+    given) and the largest ``k`` that works."""
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f"samples per class must be a positive integer, got {k!r}.")
     k = int(k)
@@ -53,8 +57,9 @@ def per_class_indices(y: torch.Tensor, k: int, seed: int = 0,
     if k > int(counts[smallest]):
         c = int(classes[smallest])
         name = class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
-        raise ValueError(f"{k} samples per class were asked for, but class {name!r} has only "
-                         f"{int(counts[smallest])} items; choose at most {int(counts[smallest])} per class.")
+        most = int(counts[smallest])
+        raise ValueError(f"{k} samples per class were asked for, but class {name!r} has only {most} "
+                         f"items; choose at most {most} per class (k <= {most}, the size of the smallest class).")
     generator = torch.Generator().manual_seed(seed)
     chosen = []
     for c in classes:

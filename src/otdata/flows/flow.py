@@ -163,7 +163,10 @@ class DatasetFlow:
         return data.X.to(self.device, self.dtype), data.y.to(self.device)
 
     def _min_per_class(self) -> int:
-        if self._uses("otdd") and self.distance.label_distance == "gaussian":
+        """Items a class needs: two for a gaussian label distance without a ridge (a covariance from
+        one item is zero), one otherwise (means only, or a ridge that keeps every covariance
+        positive definite)."""
+        if self._uses("otdd") and self.distance.label_distance == "gaussian" and self.distance.ridge == 0:
             return 2
         return 1
 
@@ -181,7 +184,8 @@ class DatasetFlow:
             raise ValueError(
                 f"{what} class(es) {small} have fewer than {need} samples, too few for class "
                 "statistics (the gaussian label distance needs a covariance); drop those classes, "
-                "sample more per class, or use label_distance='means'")
+                "sample more per class, use label_distance='means', or add a covariance ridge "
+                "(distance.ridge > 0)")
 
     def _uses(self, name: str) -> bool:
         specs = self.objective if isinstance(self.objective, (list, tuple)) else [self.objective]
