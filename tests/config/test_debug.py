@@ -44,7 +44,7 @@ def capped(overrides: list[str]) -> dict[str, object]:
                 assert value is not None and value <= cap, \
                     f"{' '.join(overrides)} debug=default: {key}={value} (cap {cap})"
                 found[key] = value
-    assert len(cfg.task.get("seeds", [0])) == 1, "debug=default runs one seed"
+    assert len(cfg.task.get("seeds") or [0]) == 1, "debug=default runs one seed (null: the run's seed)"
     return found
 
 

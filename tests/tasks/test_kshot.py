@@ -127,7 +127,7 @@ def test_seeds_default_to_the_runs_seed(data_root, tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("task.shots=0", "task.shots must be a positive integer"),
-    ("task.shots=13", "task.shots=13 on FashionMNIST's training split: .* use k <= 12"),  # 12 a class
+    ("task.shots=13", "task.shots=13 on FashionMNIST's training split: .* choose at most 12 per class"),  # 12 a class
     ("task.n_source=13", "task.n_source=13 on MNIST's training split"),
     ("task.baselines=[scratch]", "unknown column"),
     ("flow.correspondence=null", "set flow.correspondence=auto"),
