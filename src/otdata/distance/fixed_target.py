@@ -43,7 +43,7 @@ from otdata.ot.sinkhorn import sinkhorn
 
 from .labels import label_distances_from_stats
 from .otdd import DatasetDistance
-from .stats import ClassStats, class_stats
+from .stats import ClassStats, class_stats, class_sums
 
 __all__ = ["FixedTargetOTDD", "WarmStart", "FLOW_LABEL_DISTANCES"]
 
@@ -76,12 +76,6 @@ def _stats_from_params(params: dict, classes: Tensor, counts: Tensor) -> ClassSt
     F = list(params["factors"])
     return ClassStats(classes=classes, counts=counts, means=params["means"], factors=F,
                       traces=torch.stack([(f * f).sum() for f in F]))
-
-
-def _class_sums(P: Tensor, lx: Tensor, Cx: int, ly: Tensor, Cy: int) -> Tensor:
-    """``(Cx, Cy)`` coupling mass between every pair of classes."""
-    rows = P.new_zeros(Cx, P.shape[1]).index_add_(0, lx, P)
-    return P.new_zeros(Cx, Cy).index_add_(1, ly, rows)
 
 
 class FixedTargetOTDD:
@@ -338,10 +332,10 @@ class FixedTargetOTDD:
             lin = (X * g).sum()
             out = out + (lin - lin.detach())
         if W_st.requires_grad:
-            t = (W_st * _class_sums(P_xy, state.yi, C, self.tyi, Ct)).sum()
+            t = (W_st * class_sums(P_xy, state.yi, C, self.tyi, Ct)).sum()
             out = out + self.lambda_y * (t - t.detach())
         if self.debiased and W_ss is not None and W_ss.requires_grad:
-            t = (W_ss * _class_sums(P_xx, state.yi, C, state.yi, C)).sum()
+            t = (W_ss * class_sums(P_xx, state.yi, C, state.yi, C)).sum()
             out = out - 0.5 * self.lambda_y * (t - t.detach())
         return out
 
@@ -370,7 +364,7 @@ class FixedTargetOTDD:
             res = sinkhorn(None, b, cost, eps, self.solver, init=init, eps_scaling=init is None,
                            differentiable=False, transport_cost=False)
             P = res.coupling(dense=True, max_elements=max_elements)
-            return _class_sums(P, state.yi, len(state.classes), self.tyi, len(self.tclasses)), bool(res.converged)
+            return class_sums(P, state.yi, len(state.classes), self.tyi, len(self.tclasses)), bool(res.converged)
 
     # -- general path -----------------------------------------------------------------------------
 

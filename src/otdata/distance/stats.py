@@ -1,4 +1,5 @@
-"""Per-class statistics of a labeled dataset (means, covariances / covariance factors, counts)."""
+"""Per-class statistics of a labeled dataset (means, covariances / covariance factors, counts), and
+the class-to-class sums of a coupling."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import torch
 from torch import Tensor
 
 from otdata.ot.gaussian import covariance_factor
+
+
+def class_sums(P: Tensor, lx: Tensor, Cx: int, ly: Tensor, Cy: int) -> Tensor:
+    """``(Cx, Cy)`` coupling mass between every pair of classes: ``P`` ``(n, m)`` summed over the
+    rows of each class of ``lx`` (labels in ``0..Cx-1``) and the columns of each class of ``ly``."""
+    rows = P.new_zeros(Cx, P.shape[1]).index_add_(0, lx, P)
+    return P.new_zeros(Cx, Cy).index_add_(1, ly, rows)
 
 
 def map_labels(y: Tensor) -> tuple[Tensor, Tensor]:

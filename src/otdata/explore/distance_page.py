@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from otdata import plots
 from otdata.config import CONFIG_DIR
+from otdata.distance.stats import class_sums
 from otdata.explore.items import Choice, Items, sample_items
 from otdata.instantiate import safe_instantiate
 from otdata.tasks.distance import label_distance_name
@@ -118,10 +119,8 @@ def heatmap(result, src: Items, tgt: Items, node: dict):
 def class_mass(coupling: torch.Tensor, src: Items, tgt: Items) -> torch.Tensor:
     """``(C1, C2)``: the coupling's mass from each source class to each target class, each row
     divided by its source class's mass."""
-    P = coupling.detach().double().cpu()
-    Ys = torch.nn.functional.one_hot(src.y, len(src.class_names)).double()
-    Yt = torch.nn.functional.one_hot(tgt.y, len(tgt.class_names)).double()
-    M = Ys.T @ P @ Yt
+    M = class_sums(coupling.detach().double().cpu(), src.y, len(src.class_names), tgt.y,
+                   len(tgt.class_names))
     return M / M.sum(1, keepdim=True).clamp_min(1e-300)
 
 

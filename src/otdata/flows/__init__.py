@@ -46,7 +46,8 @@ Objectives compose: ``objective=[{"name": "otdd", "weight": 1.0},
 {"name": "separation", "weight": 0.1, "margin": 5.0}]``.
 """
 
-from otdata.flows.correspondence import correspondence_matrix, match_classes, resolve_correspondence
+from otdata.flows.correspondence import (correspondence_matrix, match_classes, needs_label_distances,
+                                         resolve_correspondence)
 from otdata.flows.extension import KNNDisplacement, barycentric_projection, extend
 from otdata.flows.flow import LABEL_METHODS, OPTIMIZERS, DatasetFlow, FlowResult
 from otdata.flows.functionals import (FUNCTIONALS, ClassMeanMatching, ClassSeparationPotential,
@@ -57,6 +58,6 @@ __all__ = [
     "DatasetFlow", "FlowResult", "LABEL_METHODS", "OPTIMIZERS",
     "Functional", "FlowState", "OTDDFunctional", "MMDFunctional", "SlicedWassersteinFunctional",
     "ClassSeparationPotential", "ClassMeanMatching", "FUNCTIONALS", "build_functional",
-    "match_classes", "resolve_correspondence", "correspondence_matrix",
+    "match_classes", "needs_label_distances", "resolve_correspondence", "correspondence_matrix",
     "KNNDisplacement", "extend", "barycentric_projection",
 ]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["match_classes", "resolve_correspondence", "correspondence_matrix"]
+__all__ = ["match_classes", "needs_label_distances", "resolve_correspondence", "correspondence_matrix"]
 
 METHODS = ("auto", "hungarian", "nearest", "balanced")
 
@@ -104,6 +104,12 @@ def match_classes(
     return {src[r]: tgt[c % ct] for r, c in zip(rows, cols)}
 
 
+def needs_label_distances(spec) -> bool:
+    """Whether :func:`resolve_correspondence` computes ``spec`` from a label-distance matrix
+    (``"auto"`` and the other matching methods), so that the caller must pass ``W``."""
+    return isinstance(spec, str) and spec.lower() in METHODS
+
+
 def resolve_correspondence(
     spec,
     src_classes: Sequence[int] | torch.Tensor,
@@ -129,7 +135,7 @@ def resolve_correspondence(
         key = spec.lower()
         if key == "identity":
             corr = {c: c for c in src}
-        elif key in METHODS:
+        elif needs_label_distances(key):
             if W is None:
                 raise ValueError(
                     f"correspondence={spec!r} is computed from a label-distance matrix, but none "

@@ -16,7 +16,7 @@ from otdata.distance import DatasetDistance, check_scales, class_stats
 from otdata.flows.checkpoint import (Trajectory, check_fingerprint, fingerprint, latest_checkpoint,
                                      load_checkpoint, rng_state,
                                      save_checkpoint, set_rng_state)
-from otdata.flows.correspondence import resolve_correspondence
+from otdata.flows.correspondence import needs_label_distances, resolve_correspondence
 from otdata.flows.fidelity import class_fidelity, warn_if_scrambled
 from otdata.flows.functionals import (FlowState, Functional, OTDDFunctional, build_functional,
                                       class_index)
@@ -240,10 +240,7 @@ class DatasetFlow:
 
     def _resolve_correspondence(self, X, y):
         spec = self.correspondence
-        if isinstance(spec, str) and spec.lower() in ("auto", "hungarian", "nearest", "balanced"):
-            W = self._label_distances(X, y)
-        else:
-            W = None
+        W = self._label_distances(X, y) if needs_label_distances(spec) else None
         src = torch.unique(y).tolist()
         tgt = torch.unique(self.target[1]).tolist()
         corr = resolve_correspondence(spec, src, tgt, W=W)

@@ -1,10 +1,13 @@
-"""Helpers shared by the tasks that run a Lightning Trainer."""
+"""Helpers shared by the tasks: Lightning callbacks and loggers from the config, the thread count,
+the source dataset's config."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from otdata.config import CONFIG_DIR
@@ -46,6 +49,20 @@ def close_loggers(loggers: list) -> None:
         run = getattr(logger, "_experiment", None)  # a W&B run, when one was started
         if run is not None and hasattr(run, "finish"):
             run.finish()
+
+
+@contextlib.contextmanager
+def task_threads(cfg: DictConfig) -> Iterator[None]:
+    """The block on `task.num_threads` torch threads (unset or null: as they are), restored after:
+    one thread per job lets two jobs share two cores without slowing each other."""
+    threads = cfg.task.get("num_threads")
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def source_config(cfg: DictConfig, name: str) -> DictConfig:

@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from otdata.instantiate import safe_instantiate as instantiate
 from otdata.models import config_dict
 from otdata.tables import write_table
+from otdata.tasks.common import task_threads
 from otdata.tasks.kshot_methods import BASELINES, Draw, Recipe, column_names, draw, flow, \
     nearest_shot_agreement, score, timed
 from otdata.tasks.transfer_data import Dataset
@@ -177,14 +178,8 @@ def notes(cfg: DictConfig, target: str, shots: int, n_seeds: int) -> str:
 def run(cfg: DictConfig) -> dict:
     """The k-shot table of one (source, target, k) over `task.seeds` (see the module docstring)."""
     check(cfg)
-    threads = cfg.task.get("num_threads")
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
+    with task_threads(cfg):
         return _run(cfg)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(cfg: DictConfig) -> dict:

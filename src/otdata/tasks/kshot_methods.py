@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from otdata.data.subsample import per_class_indices
-from otdata.flows import FlowResult, resolve_correspondence
+from otdata.flows import FlowResult, needs_label_distances, resolve_correspondence
 from otdata.instantiate import safe_instantiate as instantiate
 from otdata.models import Classifier
 from otdata.models.training import accuracy, build, fit, transfer_weights
@@ -101,7 +101,7 @@ def match(cfg: DictConfig, Xs, ys, Xk, yk) -> dict[int, int]:
     spec = OmegaConf.to_container(spec) if isinstance(spec, DictConfig) else spec
     src, tgt = torch.unique(ys).tolist(), torch.unique(yk).tolist()
     W = None
-    if isinstance(spec, str) and spec.lower() in ("auto", "hungarian", "nearest", "balanced"):
+    if needs_label_distances(spec):
         distance = instantiate(cfg.distance)
         W = distance.label_distances(distance.prepare(Xs, ys), distance.prepare(Xk, yk))
     matching = resolve_correspondence(spec, src, tgt, W=W)

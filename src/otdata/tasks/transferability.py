@@ -65,6 +65,7 @@ from otdata.models import config_dict, load_or_train_classifier
 from otdata.data import TensorDataModule
 from otdata.data.subsample import sample
 from otdata.models.training import accuracy, build, fit, quiet_lightning, transfer_weights
+from otdata.tasks.common import task_threads
 from otdata.tasks.rundir import run_folder
 from otdata.tasks.transfer_records import collect, columns, finish
 from otdata.tasks.transfer_data import Dataset, Loader
@@ -314,15 +315,8 @@ def skipped_row(source: str, target: str, error: Exception) -> dict:
 def run(cfg: DictConfig) -> dict:
     """Every pair in turn; the results appear in the run folder together, once all are written, and
     a run that fails keeps the pairs it finished in `partial/` (:func:`otdata.tasks.rundir.run_folder`)."""
-    threads = cfg.task.get("num_threads")
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        with run_folder(cfg.paths.output_dir, keep_partial=True) as stage:
-            return _run(cfg, stage)
-    finally:
-        torch.set_num_threads(before)
+    with task_threads(cfg), run_folder(cfg.paths.output_dir, keep_partial=True) as stage:
+        return _run(cfg, stage)
 
 
 def _run(cfg: DictConfig, out: Path) -> dict:
