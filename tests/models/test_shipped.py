@@ -11,6 +11,7 @@ import shutil
 import pytest
 import torch
 
+from otdata.data.content_cache import file_digest
 from otdata.models import build_classifier, load_shipped, shipped_record
 from otdata.models import shipped
 from otdata.tasks import classifier as frozen
@@ -20,7 +21,7 @@ from tests.fixtures import compose_config, write_mnist_like
 def test_the_shipped_weights_match_their_record_and_the_cnn_architecture():
     record = shipped_record("mnist_cnn")
     weights = shipped.PRETRAINED_DIR / record["weights"]
-    assert shipped.file_sha256(weights) == record["sha256"]
+    assert file_digest(weights) == record["sha256"]
     readme = (shipped.PRETRAINED_DIR / "README.md").read_text()
     assert record["sha256"] in readme and f"{record['test_accuracy']:.2f} %" in readme
     assert record["test_accuracy"] >= 99.3 and record["test_items"] == 10000

@@ -21,7 +21,16 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cached_tensor", "save_atomic", "tensor_digest", "texts_digest"]
+__all__ = ["cached_tensor", "file_digest", "save_atomic", "tensor_digest", "texts_digest"]
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks of 1 MiB."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def tensor_digest(*tensors: Tensor | None) -> str:

@@ -31,21 +31,13 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from otdata.data.content_cache import cached_tensor, tensor_digest
+from otdata.data.content_cache import cached_tensor, file_digest, tensor_digest
 from otdata.data.embed import model_identity
 from otdata.data.features import FeatureStep, as_images, convert_channels, resize_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILES = (".pt", ".pth", ".bin", ".safetensors")
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ImageEncoder(FeatureStep):

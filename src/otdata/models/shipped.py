@@ -16,13 +16,13 @@ against the record before they are used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from otdata.data.content_cache import file_digest
 from otdata.models.classifier import Classifier
 
 #: The folder of the shipped weights and their records (package data).
@@ -31,15 +31,6 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 class ShippedWeightsError(RuntimeError):
     """A shipped weights file is missing, or differs from its recorded digest."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """The sha256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shipped_names() -> list[str]:
@@ -63,7 +54,7 @@ def shipped_weights(name: str = "mnist_cnn") -> Path:
     if not path.is_file():
         raise ShippedWeightsError(f"{path} is missing (the package data of otdata is incomplete); "
                                   "reinstall otdata (`pip install -e .` in its clone)")
-    found = file_sha256(path)
+    found = file_digest(path)
     if found != record["sha256"]:
         raise ShippedWeightsError(
             f"{path} has sha256 {found}, its record {name}.json says {record['sha256']}: the file "
@@ -94,7 +85,7 @@ def write_shipped(classifier: Classifier, name: str, record: dict[str, Any],
     tensors = {k: v.detach().cpu().contiguous() for k, v in classifier.state_dict().items()}
     save_file(tensors, str(weights))
     hparams = {k: v for k, v in dict(classifier.hparams).items()}
-    full = {"name": name, "weights": weights.name, "sha256": file_sha256(weights),
+    full = {"name": name, "weights": weights.name, "sha256": file_digest(weights),
             "bytes": weights.stat().st_size, "hyper_parameters": hparams, **record}
     (folder / f"{name}.json").write_text(json.dumps(full, indent=2) + "\n")
     return weights
