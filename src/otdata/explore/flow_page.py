@@ -10,7 +10,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from otdata.explore.items import Choice
 from otdata.flows.fidelity import ClassFidelityWarning
 from otdata.instantiate import safe_instantiate
 from otdata.models.shipped import load_shipped
-from otdata.tasks.classifier import classifier_checkpoint, repurpose_config, shipped_match
+from otdata.tasks.classifier import find_classifier
 from otdata.tasks.flow import classifier_scores
 
 log = logging.getLogger(__name__)
@@ -101,15 +100,12 @@ def mnist_classifier(cfg: DictConfig):
     """``(classifier, where)``: ``task.classifier_ckpt``, else the one `experiment=repurpose` uses
     for MNIST (shipped with otdata, or cached); ``(None, where it was looked for)`` when there is none. Read with
     ``weights_only=True`` (no pickled code runs)."""
-    given = cfg.task.get("classifier_ckpt")
     try:
-        rcfg = None if given else repurpose_config(cfg, "mnist")
-        shipped = shipped_match(rcfg) if rcfg is not None else None
-        if shipped:
-            return load_shipped(shipped), f"shipped with otdata ({shipped})"
-        path = Path(given) if given else classifier_checkpoint(rcfg)
+        shipped, path = find_classifier(cfg, "mnist")
     except Exception as error:  # a failed look-up only means: no score
         return None, f"(its look-up failed: {type(error).__name__}: {error})"
+    if shipped:
+        return load_shipped(shipped), f"shipped with otdata ({shipped})"
     if path is None or not path.is_file():
         return None, f"at {path}" if path else "in the cache"
     return _load_classifier(str(path), path.stat().st_mtime), str(path)

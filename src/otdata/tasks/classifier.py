@@ -166,23 +166,35 @@ def repurpose_config(cfg: DictConfig, target: str | None = None) -> DictConfig |
     return rcfg
 
 
+def find_classifier(cfg: DictConfig, target: str | None = None) -> tuple[str | None, Path | None]:
+    """Where the frozen classifier of ``target`` (a `data` config name; default: this run's
+    `data@target`) is, without training one: ``(name, None)`` for a classifier shipped with otdata
+    whose recipe is the one `experiment=repurpose` would use, else ``(None, path)``: the
+    `task.classifier_ckpt` given, or the cache path of `experiment=repurpose` (which may not exist
+    yet); ``(None, None)`` outside a Hydra run when no target is named."""
+    given = cfg.task.get("classifier_ckpt")
+    if given:
+        return None, Path(given)
+    rcfg = repurpose_config(cfg, target)
+    if rcfg is None:
+        return None, None
+    name = shipped_match(rcfg)
+    return (name, None) if name else (None, classifier_checkpoint(rcfg))
+
+
 def target_classifier(cfg: DictConfig):
     """For tasks that only score (`task=flow`): `task.classifier_ckpt`, else the classifier that
     `experiment=repurpose` would use for this target when it is shipped or cached (never trained
     here: that takes minutes), else ``None`` with a log line that says how to get one."""
     given = cfg.task.get("classifier_ckpt")
-    path = Path(given) if given else None
-    if path is None:
-        try:
-            rcfg = repurpose_config(cfg)
-            name = shipped_match(rcfg) if rcfg is not None else None
-            if name:
-                log.info("Scoring with the classifier shipped with otdata (%s)", name)
-                return load_shipped(name)
-            path = classifier_checkpoint(rcfg) if rcfg is not None else None
-        except Exception as err:  # a lookup that fails only means: no score
-            log.info("No frozen classifier of the target looked up (%s: %s)", type(err).__name__, err)
-            return None
+    try:
+        name, path = find_classifier(cfg)
+    except Exception as err:  # a lookup that fails only means: no score
+        log.info("No frozen classifier of the target looked up (%s: %s)", type(err).__name__, err)
+        return None
+    if name:
+        log.info("Scoring with the classifier shipped with otdata (%s)", name)
+        return load_shipped(name)
     if path is None or not path.is_file():
         if given:
             raise FileNotFoundError(f"task.classifier_ckpt={given} does not exist; give a checkpoint "
